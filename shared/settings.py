@@ -1,0 +1,174 @@
+"""Typed, frozen settings built once from env vars with CLI flags on top.
+
+Every field of a settings dataclass is a flag ``--field-name`` and an env var
+``TIERCDN_FIELD_NAME``; the flag wins over the env var, which wins over the
+default. A field's ``metadata`` carries its help text and, for sizes and
+durations, the parser (``parse_size`` / ``parse_duration``). Tuple fields take
+the flag several times, or a comma/space separated env var.
+
+This module and ``service.py`` are the only readers of ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from shared.units import parse_duration, parse_size
+
+__all__ = [
+    "CacheSettings",
+    "add_arguments",
+    "duration_field",
+    "env_name",
+    "from_namespace",
+    "load",
+    "option",
+    "size_field",
+]
+
+ENV_PREFIX = "TIERCDN_"
+S = TypeVar("S")
+
+
+def option(default: Any, help: str, parse: Callable[[str], Any] | None = None) -> Any:
+    """A settings field with its help text (and a parser for text values)."""
+    if isinstance(default, tuple | list):
+        return dataclasses.field(
+            default_factory=lambda: tuple(default), metadata={"help": help, "parse": parse}
+        )
+    return dataclasses.field(default=default, metadata={"help": help, "parse": parse})
+
+
+def size_field(default: str, help: str) -> Any:
+    """A byte count that accepts human units (``512MiB``)."""
+    return option(
+        parse_size(default), f"{help} (units: 512MiB, 4MB; default {default})", parse_size
+    )
+
+
+def duration_field(default: str, help: str) -> Any:
+    """Seconds, accepting human units (``2s``, ``250ms``)."""
+    return option(
+        parse_duration(default), f"{help} (units: 2s, 250ms; default {default})", parse_duration
+    )
+
+
+def env_name(field_name: str) -> str:
+    """``cache_bytes`` → ``TIERCDN_CACHE_BYTES``."""
+    return ENV_PREFIX + field_name.upper()
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
+    """Add one ``--flag`` per field of the settings dataclass ``cls``."""
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata.get('help', '')} [env {env_name(f.name)}]"
+        if f.type in ("bool", bool):
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+        elif str(f.type).startswith("tuple"):
+            parser.add_argument(flag, dest=f.name, action="append", default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, help=help_text)
+
+
+def from_namespace(
+    cls: type[S], ns: argparse.Namespace, env: Mapping[str, str] | None = None, **overrides: Any
+) -> S:
+    """Build ``cls`` from parsed flags, then env vars, then ``overrides``, then defaults."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = dict(overrides)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        raw = getattr(ns, f.name, None)
+        if raw is None and env_name(f.name) in env:
+            raw = env[env_name(f.name)]
+            if str(f.type).startswith("tuple"):
+                raw = [part for part in raw.replace(",", " ").split() if part]
+        if raw is None:
+            continue
+        values[f.name] = _convert(f, raw)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"error: invalid settings: {exc}") from None
+
+
+def load(
+    cls: type[S],
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str | None = None,
+    description: str | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> S:
+    """Parse ``argv`` (flags) and the environment into one frozen ``cls``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser, cls)
+    return from_namespace(cls, parser.parse_args(argv), env, **overrides)
+
+
+def _convert(f: dataclasses.Field[Any], raw: Any) -> Any:
+    parse = f.metadata.get("parse")
+    kind = str(f.type)
+    try:
+        if isinstance(raw, list):
+            return tuple(parse(v) if parse else v for v in raw)
+        if parse is not None:
+            return parse(raw)
+        if kind in ("bool", str(bool)) and isinstance(raw, str):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if kind in ("int", str(int)):
+            return int(raw)
+        if kind in ("float", str(float)):
+            return float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"error: --{f.name.replace('_', '-')}: {exc}") from None
+    return raw
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheSettings:
+    """One cache node (edge or regional): listeners, upstreams, store and timeouts."""
+
+    name: str = option("cache-1", "this node's name in Cache-Status and Via")
+    upstream: tuple[str, ...] = option((), "parent URL (repeat for several parents)")
+    host: str = option("127.0.0.1", "address the proxy listens on")
+    port: int = option(8080, "port the proxy listens on")
+    admin_host: str = option("127.0.0.1", "address of the admin listener (metrics, stats)")
+    admin_port: int = option(9080, "port of the admin listener (0 = none)")
+    cache_bytes: int = size_field("256MiB", "memory store byte budget")
+    max_object_bytes: int = size_field("32MiB", "objects larger than this stream through uncached")
+    connect_timeout: float = duration_field("2s", "upstream connect timeout")
+    read_timeout: float = duration_field("10s", "upstream read timeout (between bytes)")
+    upstream_connections: int = option(256, "max pooled connections per upstream")
+    heuristic_max_age: float = duration_field(
+        "1h", "cap on heuristic freshness (RFC 9111 §4.2.2) for responses without one"
+    )
+    log_level: str = option("INFO", "log level: DEBUG, INFO, WARNING or ERROR")
+    access_log: bool = option(False, "log one line per request")
+    log_json: bool = option(False, "log as JSON lines")
+
+    def __post_init__(self) -> None:
+        if not self.upstream:
+            raise ValueError("at least one --upstream URL is required")
+        for url in self.upstream:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"--upstream must be an http(s) URL, got {url!r}")
+        if self.max_object_bytes > self.cache_bytes:
+            object.__setattr__(self, "max_object_bytes", self.cache_bytes)
+        if not self.name or any(c in self.name for c in ' ,;"'):
+            raise ValueError(
+                f"--name must be a token without spaces, commas or quotes: {self.name!r}"
+            )
+        if not 0 <= self.port < 65536 or not 0 <= self.admin_port < 65536:
+            raise ValueError("ports must be between 0 and 65535")
