@@ -1,0 +1,23 @@
+"""``tiercdn-edge``: run an edge cache node."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from edge.app import DEFAULTS, make_app
+from shared.node import main as run_node
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_node(
+        argv,
+        prog="tiercdn-edge",
+        description="Edge cache: players talk to it; misses go to --upstream (a regional).",
+        make_app=make_app,
+        **DEFAULTS,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""The regional node (origin shield): the shared engine with shield policies."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from shared.proxy import make_app as make_node_app
+from shared.settings import CacheSettings
+from shared.units import parse_size
+
+__all__ = ["DEFAULTS", "make_app"]
+
+DEFAULTS = {
+    "name": "regional-1",
+    "port": 8081,
+    "admin_port": 9081,
+    "cache_bytes": parse_size("1GiB"),
+    "upstream": ("http://127.0.0.1:8082",),
+}
+
+
+def make_app(settings: CacheSettings) -> web.Application:
+    """The regional's proxy app (shield policies such as the origin budget hook in here)."""
+    return make_node_app(settings)

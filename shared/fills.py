@@ -1,0 +1,243 @@
+"""Fills: one upstream fetch per cache key, streamed to every reader as it grows.
+
+``FillTable.join_or_lead(key)`` returns the one in-flight ``Fill`` for a key
+and whether the caller leads it (and so must start the fetch). A ``Fill`` is a
+growing body: readers stream from any offset at their own pace and are woken
+when bytes arrive, never by polling (read-while-writer). A fill belongs to the
+node, not to a request: a reader leaving never stops it.
+
+Two modes, chosen when the response head arrives:
+- *retained* (the response will be stored): every chunk is kept until the
+  fill completes; memory is bounded by ``max_object_bytes`` per fill.
+- *streaming* (uncacheable or too large): chunks every reader has consumed
+  are dropped, and the writer waits while more than ``window`` bytes are
+  buffered ahead of the slowest reader. Late readers cannot join such a fill:
+  the table forgets it as soon as it stops retaining.
+
+A fill's error reaches every reader; a fill that fails is never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import deque
+from collections.abc import AsyncGenerator
+
+from multidict import CIMultiDictProxy
+
+__all__ = ["Fill", "FillHead", "FillTable"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FillHead:
+    """The response head every reader of a fill answers from."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    content_length: int | None
+    retain: bool  # the body will be kept whole (and stored if complete)
+    request_headers: CIMultiDictProxy[str]  # the leader's, to check Vary for joiners
+    revalidated: bool = False
+
+
+class _Cursor:
+    """A reader's position: byte offset and the chunk that holds it."""
+
+    __slots__ = ("index", "offset", "pos")
+
+    def __init__(self, pos: int, index: int, offset: int) -> None:
+        self.pos = pos  # absolute byte offset
+        self.index = index  # absolute chunk number holding ``pos``
+        self.offset = offset  # offset of ``pos`` inside that chunk
+
+
+class Fill:
+    """A response body that grows while any number of readers stream it."""
+
+    def __init__(self, key: str, *, window: int = 1 << 20) -> None:
+        self.key = key
+        self.window = window
+        self.head: FillHead | None = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.size = 0  # bytes appended so far
+        self.joined = 0  # readers that ever joined
+        # guarded by: single event loop
+        self._chunks: deque[bytes] = deque()
+        self._base = 0  # byte offset of _chunks[0] (non-zero once streaming drops data)
+        self._dropped = 0  # chunks dropped from the front (streaming mode)
+        self._retain = True
+        self._cursors: set[_Cursor] = set()
+        self._grew = asyncio.Event()
+        self._drained = asyncio.Event()
+
+    # -- writer side: plain methods, called by the fill task ------------------
+
+    def start(self, head: FillHead) -> None:
+        self.head = head
+        self._retain = head.retain
+        self._wake()
+
+    def append(self, chunk: bytes) -> None:
+        if chunk:
+            self._chunks.append(chunk)
+            self.size += len(chunk)
+            self._wake()
+
+    def stop_retaining(self) -> None:
+        """Switch to streaming mode (the object turned out too large to store)."""
+        self._retain = False
+        self._trim()
+
+    def finish(self) -> None:
+        self.done = True
+        self._wake()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.done:
+            self.error = exc
+            self.done = True
+            self._wake()
+
+    @property
+    def retaining(self) -> bool:
+        return self._retain
+
+    @property
+    def readers(self) -> int:
+        return len(self._cursors)
+
+    def backlog(self) -> int:
+        """Bytes buffered ahead of the slowest reader (streaming mode)."""
+        if not self._cursors:
+            return self.size - self._base
+        return self.size - min(c.pos for c in self._cursors)
+
+    async def drained(self) -> None:
+        """Wait until the backlog is within the window (streaming mode only)."""
+        while not self._retain and self._cursors and self.backlog() > self.window:
+            self._drained.clear()
+            await self._drained.wait()
+
+    def body(self) -> bytes:
+        """The whole body of a complete, retained fill."""
+        assert self.done and self.error is None and self._retain and self._base == 0
+        return b"".join(self._chunks)
+
+    # -- reader side -----------------------------------------------------------
+
+    async def wait_head(self) -> FillHead:
+        """The response head, once it arrives; raises the fill's error."""
+        while self.head is None:
+            if self.error is not None:
+                raise self.error
+            await self._wait()
+        return self.head
+
+    async def read(self, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
+        """Yield the body bytes in ``[start, end)`` as they arrive.
+
+        Raises the fill's error if it fails before ``end`` (or its end)."""
+        if start < self._base:
+            raise RuntimeError("fill no longer holds the requested bytes")
+        cursor = _Cursor(self._base, self._dropped, 0)
+        self.joined += 1
+        self._cursors.add(cursor)
+        try:
+            while end is None or cursor.pos < end:
+                if cursor.pos < self.size:
+                    if cursor.pos < start:
+                        self._take(cursor, start)  # skip to the start of the range
+                        continue
+                    yield self._take(cursor, end)
+                    self._trim()
+                elif self.error is not None:
+                    raise self.error
+                elif self.done:
+                    return
+                else:
+                    await self._wait()
+        finally:
+            self._cursors.discard(cursor)
+            self._trim()
+
+    # -- internals ---------------------------------------------------------------
+
+    def _take(self, cursor: _Cursor, end: int | None) -> bytes:
+        """The bytes from ``cursor`` to the end of its chunk (or ``end``); advance."""
+        chunk = self._chunks[cursor.index - self._dropped]
+        hi = len(chunk)
+        if end is not None:
+            hi = min(hi, cursor.offset + end - cursor.pos)
+        piece = chunk if cursor.offset == 0 and hi == len(chunk) else chunk[cursor.offset : hi]
+        cursor.pos += len(piece)
+        if hi == len(chunk):
+            cursor.index += 1
+            cursor.offset = 0
+        else:
+            cursor.offset = hi
+        return piece
+
+    def _trim(self) -> None:
+        if self._retain:
+            return
+        low = min((c.pos for c in self._cursors), default=self.size)
+        while self._chunks and self._base + len(self._chunks[0]) <= low:
+            self._base += len(self._chunks.popleft())
+            self._dropped += 1
+        if self.backlog() <= self.window:
+            self._drained.set()
+
+    async def _wait(self) -> None:
+        await self._grew.wait()
+
+    def _wake(self) -> None:
+        grew, self._grew = self._grew, asyncio.Event()
+        grew.set()
+        self._drained.set()
+
+    def __repr__(self) -> str:
+        state = "failed" if self.error else "done" if self.done else "filling"
+        mode = "retained" if self._retain else "streaming"
+        return (
+            f"<Fill {self.key!r} {state} {mode} size={self.size} "
+            f"readers={len(self._cursors)} joined={self.joined}>"
+        )
+
+
+class FillTable:
+    """The node's in-flight fills, one per cache key (single flight)."""
+
+    def __init__(self, window: int = 1 << 20) -> None:
+        self.window = window
+        self._fills: dict[str, Fill] = {}  # guarded by: single event loop
+
+    def join_or_lead(self, key: str) -> tuple[Fill, bool]:
+        """The fill for ``key`` and True if the caller must start it."""
+        fill = self._fills.get(key)
+        if fill is not None:
+            return fill, False
+        fill = self._fills[key] = Fill(key, window=self.window)
+        return fill, True
+
+    def private(self, key: str) -> Fill:
+        """A fill nobody else may join (Authorization, no-store, pass)."""
+        return Fill(key, window=self.window)
+
+    def release(self, fill: Fill) -> None:
+        """Forget ``fill`` so later requests start a new one."""
+        if self._fills.get(fill.key) is fill:
+            del self._fills[fill.key]
+
+    def __len__(self) -> int:
+        return len(self._fills)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._fills
+
+    def keys(self) -> list[str]:
+        return list(self._fills)
+
+    def __repr__(self) -> str:
+        return f"<FillTable in_flight={len(self._fills)}>"

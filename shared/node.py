@@ -1,0 +1,46 @@
+"""Run one cache node from the command line: the body of edge and regional ``main``.
+
+Settings come from ``TIERCDN_*`` env vars with flags on top; the tier passes
+its own defaults (name, ports, budget, parent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from shared import service
+from shared.admin import make_admin_app
+from shared.settings import CacheSettings, load
+
+__all__ = ["main"]
+
+
+def main(
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str,
+    make_app: Any,
+    **defaults: Any,
+) -> int:
+    """Parse settings, build the tier's app and serve it until SIGINT/SIGTERM."""
+    settings = load(CacheSettings, argv, prog=prog, description=description, **defaults)
+    service.configure_logging(settings.log_level, settings.log_json)
+    app: web.Application = make_app(settings)
+
+    async def serve() -> None:
+        await service.serve(
+            app,
+            settings.host,
+            settings.port,
+            admin=make_admin_app(app),
+            admin_host=settings.admin_host,
+            admin_port=settings.admin_port,
+            access_log=settings.access_log,
+            ready_message=f"{settings.name} ready on http://{settings.host}:{settings.port}/",
+        )
+
+    return service.run(serve)
