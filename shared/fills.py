@@ -150,8 +150,9 @@ class Fill:
                     if cursor.pos < start:
                         self._take(cursor, start)  # skip to the start of the range
                         continue
-                    yield self._take(cursor, end)
-                    self._trim()
+                    chunk = self._take(cursor, end)
+                    self._trim()  # before yielding: the consumer may not come back soon
+                    yield chunk
                 elif self.error is not None:
                     raise self.error
                 elif self.done:

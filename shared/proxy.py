@@ -52,9 +52,12 @@ from shared.store import CachedObject, MemoryStore
 from shared.tasks import TaskGroup
 from shared.upstream import UpstreamPool, UpstreamResponse
 
-__all__ = ["NODE", "Node", "make_app"]
+__all__ = ["NODE", "OUTCOME", "Node", "make_app"]
 
 log = logging.getLogger(__name__)
+
+STARTED = web.RequestKey("started", float)  # monotonic time the request arrived
+OUTCOME = web.RequestKey("outcome", Outcome)  # what the node did, for logs
 
 # Request fields a fill never forwards: it fetches whole objects unconditionally
 # and answers each reader's conditionals and ranges itself.
@@ -114,16 +117,16 @@ class Node:
     # -- entry point -------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        request["started"] = time.monotonic()
+        request[STARTED] = time.monotonic()
         if request.method in ("GET", "HEAD"):
             return await self._cacheable(request)
         return await self._forward(request)
 
     def _record(self, request: web.Request, outcome: Outcome) -> None:
-        request["outcome"] = outcome
+        request[OUTCOME] = outcome
         self.counts[outcome] += 1
         self._requests[outcome].inc()
-        self._first_byte[outcome].observe(time.monotonic() - request["started"])
+        self._first_byte[outcome].observe(time.monotonic() - request[STARTED])
 
     # -- GET / HEAD ----------------------------------------------------------------
 

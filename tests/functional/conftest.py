@@ -56,8 +56,12 @@ class Chain:
 async def start_node(aiohttp_server: ServerFactory) -> Callable[..., Awaitable[TestServer]]:
     """Start a cache node in front of ``upstream``; returns its TestServer."""
 
-    async def start(name: str, upstream: str | list[str], **kw: Any) -> TestServer:
-        return await aiohttp_server(make_node_app(node_settings(name, upstream, **kw)))
+    async def start(
+        name: str, upstream: str | list[str], clock: Callable[[], float] | None = None, **kw: Any
+    ) -> TestServer:
+        settings = node_settings(name, upstream, **kw)
+        app = make_node_app(settings, clock=clock) if clock else make_node_app(settings)
+        return await aiohttp_server(app)
 
     return start
 
@@ -82,6 +86,16 @@ async def http() -> Any:
         auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
     ) as session:
         yield session
+
+
+class Clock:
+    """An injected clock tests move by hand."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
