@@ -1,0 +1,254 @@
+"""The origin's HTTP adapter: serve the library's files, list its titles.
+
+Invariants:
+
+- Every request path is checked by ``Library.resolve`` on the RAW path
+  (``request.raw_path``, still percent-encoded) before any file is opened;
+  aiohttp's server does not normalise dot segments, so ``/../x`` reaches us
+  as written and is refused here.
+- ``web.FileResponse`` does Range/206, 416, strong ETags
+  (``"<mtime_ns hex>-<size hex>"``), Last-Modified, 304s, HEAD and sendfile;
+  this module only sets Content-Type and Cache-Control by ``Kind``.
+- Error responses are short text with ``Cache-Control: no-store``, whoever
+  produced them; the ``on_response_prepare`` hook sees every response once,
+  with its final status, and counts it.
+- Metric labels come from enums (``Kind``) and status classes, never URLs.
+- aiohttp quirks kept as they are: a malformed, multi-range or non-``bytes``
+  Range gets 416 (RFC 9110 §14.2 would rather ignore the last two), and a
+  ``<file>.gz``/``.br`` sibling is served for a matching Accept-Encoding.
+- Faults are off by default. ``fault_delay`` delays every response's headers;
+  ``fault_rate`` paces file bodies (full and Range) at that many bytes/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
+from origin.library import BadPath, Kind, Library, NotFound
+from origin.settings import OriginSettings
+
+__all__ = [
+    "KIND_KEY",
+    "LIBRARY_KEY",
+    "METRICS_KEY",
+    "SETTINGS_KEY",
+    "Metrics",
+    "make_admin_app",
+    "make_app",
+]
+
+log = logging.getLogger(__name__)
+
+LISTING_MAX_AGE = 5
+THROTTLE_CHUNK = 64 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Metrics:
+    """Every instrument of one origin, in its own registry (many apps share a process)."""
+
+    registry: CollectorRegistry
+    requests: Counter
+    response_bytes: Counter
+
+    @classmethod
+    def create(cls) -> Metrics:
+        registry = CollectorRegistry()
+        metrics = cls(
+            registry=registry,
+            requests=Counter(
+                "tiercdn_origin_requests",
+                "Requests answered by the origin, by kind of file and status class",
+                ["kind", "status"],
+                registry=registry,
+            ),
+            response_bytes=Counter(
+                "tiercdn_origin_response_bytes",
+                "Body bytes the origin sent, by kind of file",
+                ["kind"],
+                registry=registry,
+            ),
+        )
+        for kind in Kind:
+            metrics.response_bytes.labels(kind.value)
+        return metrics
+
+    def record(self, kind: Kind, status: int, body_bytes: int) -> None:
+        """Count one answered request."""
+        self.requests.labels(kind.value, f"{status // 100}xx").inc()
+        if body_bytes:
+            self.response_bytes.labels(kind.value).inc(body_bytes)
+
+    def stats(self) -> dict[str, Any]:
+        """Totals for ``/stats``: requests, requests by kind, bytes sent."""
+        by_kind = {kind.value: 0 for kind in Kind}
+        bytes_sent = 0
+        for metric in self.requests.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    by_kind[sample.labels["kind"]] += int(sample.value)
+        for metric in self.response_bytes.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    bytes_sent += int(sample.value)
+        return {
+            "requests": sum(by_kind.values()),
+            "requests_by_kind": by_kind,
+            "bytes_sent": bytes_sent,
+        }
+
+
+SETTINGS_KEY = web.AppKey("origin_settings", OriginSettings)
+LIBRARY_KEY = web.AppKey("origin_library", Library)
+METRICS_KEY = web.AppKey("origin_metrics", Metrics)
+KIND_KEY = web.RequestKey("origin_kind", Kind)
+
+
+class _ThrottledFileResponse(web.FileResponse):
+    """A FileResponse whose body is paced at ``rate`` bytes/s (the ``fault_rate`` fault).
+
+    Overrides aiohttp's ``_sendfile(request, fobj, offset, count)`` hook, which
+    runs after Range and conditionals are decided, so 206/304/416 still work.
+    """
+
+    def __init__(self, path: Path, rate: int) -> None:
+        super().__init__(path)
+        self._rate = rate
+
+    async def _sendfile(
+        self, request: web.BaseRequest, fobj: IO[Any], offset: int, count: int
+    ) -> AbstractStreamWriter:
+        writer = await super(web.FileResponse, self).prepare(request)
+        assert writer is not None
+        loop = asyncio.get_running_loop()
+        chunk = max(1, min(THROTTLE_CHUNK, self._rate // 10))
+        started, sent = loop.time(), 0
+        await loop.run_in_executor(None, fobj.seek, offset)
+        while sent < count:
+            data = await loop.run_in_executor(None, fobj.read, min(chunk, count - sent))
+            if not data:
+                break
+            await writer.write(data)
+            sent += len(data)
+            ahead = started + sent / self._rate - loop.time()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        await writer.drain()
+        return writer
+
+
+def make_app(settings: OriginSettings) -> web.Application:
+    """The origin's main application; raises ``FileNotFoundError`` without a library."""
+    root = Path(settings.library)
+    if not root.is_dir():
+        raise FileNotFoundError(f"library directory not found: {root}")
+    app = web.Application()
+    app[SETTINGS_KEY] = settings
+    app[LIBRARY_KEY] = Library(root)
+    app[METRICS_KEY] = Metrics.create()
+    app.router.add_route("*", "/{tail:.*}", _handle)
+    app.on_response_prepare.append(_on_prepare)
+    log.info("origin %s serving %s", settings.name, root.resolve())
+    return app
+
+
+def make_admin_app(app: web.Application) -> web.Application:
+    """The admin listener of ``app``: ``/metrics``, ``/healthz``, ``/stats``."""
+    admin = web.Application()
+    admin[SETTINGS_KEY] = app[SETTINGS_KEY]
+    admin[METRICS_KEY] = app[METRICS_KEY]
+    admin.router.add_get("/metrics", _metrics)
+    admin.router.add_get("/healthz", _healthz)
+    admin.router.add_get("/stats", _stats)
+    return admin
+
+
+async def _handle(request: web.Request) -> web.StreamResponse:
+    # Never prepare here: aiohttp prepares the returned response, and
+    # FileResponse.prepare is not idempotent (a second call resends the body).
+    settings = request.app[SETTINGS_KEY]
+    raw = request.raw_path.split("?", 1)[0]
+    request[KIND_KEY] = Library.kind(PurePosixPath(raw))  # a label from the name only
+    if settings.fault_delay:
+        await asyncio.sleep(settings.fault_delay)
+    if request.method not in (hdrs.METH_GET, hdrs.METH_HEAD):
+        return _error(405, "method not allowed", {hdrs.ALLOW: "GET, HEAD"})
+    library = request.app[LIBRARY_KEY]
+    loop = asyncio.get_running_loop()
+    if raw == "/":
+        titles = await loop.run_in_executor(None, library.titles)
+        return web.json_response(
+            titles, headers={hdrs.CACHE_CONTROL: f"public, max-age={LISTING_MAX_AGE}"}
+        )
+    try:
+        path, content_type = await loop.run_in_executor(None, _lookup, library, raw)
+    except BadPath as exc:
+        log.debug("400 for %r: %s", raw, exc)
+        return _error(400, "bad path")
+    except NotFound as exc:
+        log.debug("404 for %r: %s", raw, exc)
+        return _error(404, "not found")
+    kind = request[KIND_KEY] = Library.kind(path)
+    response: web.FileResponse
+    if settings.fault_rate:
+        response = _ThrottledFileResponse(path, settings.fault_rate)
+    else:
+        response = web.FileResponse(path)
+    response.content_type = content_type
+    response.headers[hdrs.CACHE_CONTROL] = _cache_control(settings, kind)
+    return response
+
+
+def _lookup(library: Library, raw: str) -> tuple[Path, str]:
+    """Resolve and type one path; blocking, so it runs in the executor."""
+    path = library.resolve(raw)
+    return path, library.content_type(path)
+
+
+def _cache_control(settings: OriginSettings, kind: Kind) -> str:
+    if kind in (Kind.INIT, Kind.MEDIA):
+        return f"public, max-age={int(settings.segment_max_age)}, immutable"
+    # manifests and anything else may change in place: short freshness
+    return f"public, max-age={int(settings.manifest_max_age)}"
+
+
+def _error(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        text=f"{status}: {text}",
+        headers={hdrs.CACHE_CONTROL: "no-store", **(headers or {})},
+    )
+
+
+async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    """Runs once per response, after its status is decided and before headers go out."""
+    if response.status >= 400:
+        # FileResponse may still turn a file into 403/404/412/416 after we set
+        # Cache-Control by kind; an error must never be cached as a segment.
+        response.headers[hdrs.CACHE_CONTROL] = "no-store"
+    body = 0
+    if request.method != hdrs.METH_HEAD and response.status not in (204, 304):
+        body = response.content_length or 0  # what we are about to send
+    request.app[METRICS_KEY].record(request.get(KIND_KEY, Kind.OTHER), response.status, body)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS_KEY].registry)
+    return web.Response(body=body, headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_LATEST})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def _stats(request: web.Request) -> web.Response:
+    stats = {"name": request.app[SETTINGS_KEY].name, **request.app[METRICS_KEY].stats()}
+    return web.json_response(stats)
