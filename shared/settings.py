@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from shared.units import parse_duration, parse_size
+from shared.units import format_size, parse_duration, parse_size
 
 __all__ = [
     "CacheSettings",
@@ -62,11 +62,16 @@ def env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
-    """Add one ``--flag`` per field of the settings dataclass ``cls``."""
+def add_arguments(
+    parser: argparse.ArgumentParser, cls: type[Any], defaults: Mapping[str, Any] | None = None
+) -> None:
+    """Add one ``--flag`` per field of the settings dataclass ``cls``.
+
+    ``defaults`` are the caller's defaults over the field's own, shown in --help."""
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata.get('help', '')} [env {env_name(f.name)}]"
+        default = _shown_default(f, (defaults or {}).get(f.name, _field_default(f)))
+        help_text = f"{f.metadata.get('help', '')} (default {default}) [env {env_name(f.name)}]"
         if f.type in ("bool", bool):
             parser.add_argument(
                 flag,
@@ -113,8 +118,26 @@ def load(
 ) -> S:
     """Parse ``argv`` (flags) and the environment into one frozen ``cls``."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    add_arguments(parser, cls)
+    add_arguments(parser, cls, overrides)
     return from_namespace(cls, parser.parse_args(argv), env, **overrides)
+
+
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _shown_default(f: dataclasses.Field[Any], value: Any) -> str:
+    if f.metadata.get("parse") is parse_size:
+        return format_size(int(value))
+    if f.metadata.get("parse") is parse_duration:
+        return f"{int(value)}s" if value == int(value) else f"{value}s"
+    if isinstance(value, tuple):
+        return " ".join(value) or "none"
+    return str(value)
 
 
 def _convert(f: dataclasses.Field[Any], raw: Any) -> Any:
@@ -172,3 +195,5 @@ class CacheSettings:
             )
         if not 0 <= self.port < 65536 or not 0 <= self.admin_port < 65536:
             raise ValueError("ports must be between 0 and 65535")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("--log-level must be one of DEBUG, INFO, WARNING, ERROR")
