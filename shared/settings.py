@@ -45,16 +45,12 @@ def option(default: Any, help: str, parse: Callable[[str], Any] | None = None) -
 
 def size_field(default: str, help: str) -> Any:
     """A byte count that accepts human units (``512MiB``)."""
-    return option(
-        parse_size(default), f"{help} (units: 512MiB, 4MB; default {default})", parse_size
-    )
+    return option(parse_size(default), f"{help}; units 512MiB, 4MB", parse_size)
 
 
 def duration_field(default: str, help: str) -> Any:
     """Seconds, accepting human units (``2s``, ``250ms``)."""
-    return option(
-        parse_duration(default), f"{help} (units: 2s, 250ms; default {default})", parse_duration
-    )
+    return option(parse_duration(default), f"{help}; units 2s, 250ms", parse_duration)
 
 
 def env_name(field_name: str) -> str:
