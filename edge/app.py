@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from edge.cors import install_cors
 from shared.proxy import make_app as make_node_app
 from shared.settings import CacheSettings
 from shared.units import parse_size
@@ -16,9 +17,13 @@ DEFAULTS = {
     "admin_port": 9080,
     "cache_bytes": parse_size("256MiB"),
     "upstream": ("http://127.0.0.1:8081",),
+    "cors_origin": "*",
 }
 
 
 def make_app(settings: CacheSettings) -> web.Application:
-    """The edge's proxy app (edge-only policies such as prefetch hook in here)."""
-    return make_node_app(settings)
+    """The engine plus the edge's policies (CORS for browser players)."""
+    app = make_node_app(settings)
+    if settings.cors_origin:
+        install_cors(app, settings.cors_origin)
+    return app

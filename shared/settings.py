@@ -173,6 +173,7 @@ class CacheSettings:
     heuristic_max_age: float = duration_field(
         "1h", "cap on heuristic freshness (RFC 9111 §4.2.2) for responses without one"
     )
+    cors_origin: str = option("", "Access-Control-Allow-Origin for browser players ('' = off)")
     log_level: str = option("INFO", "log level: DEBUG, INFO, WARNING or ERROR")
     access_log: bool = option(False, "log one line per request")
     log_json: bool = option(False, "log as JSON lines")
