@@ -89,7 +89,7 @@ def _serve(ns: argparse.Namespace) -> int:
         )
         return 2
     admin = make_admin_app(app)
-    ready = f"origin {settings.name} ready on {_url(settings.host, settings.port)}"
+    ready = f"{settings.name} ready on {_url(settings.host, settings.port)}"
     if settings.admin_port:
         ready += f" (admin {_url(settings.admin_host, settings.admin_port)}metrics)"
 

@@ -135,33 +135,16 @@ class Fill:
             await self._wait()
         return self.head
 
-    async def read(self, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
-        """Yield the body bytes in ``[start, end)`` as they arrive.
+    def reader(self) -> FillReader:
+        """Register a reader at offset 0 *now*, so streaming mode keeps its bytes
+        from the first one on, even before it starts reading."""
+        return FillReader(self)
 
-        Raises the fill's error if it fails before ``end`` (or its end)."""
-        if start < self._base:
-            raise RuntimeError("fill no longer holds the requested bytes")
-        cursor = _Cursor(self._base, self._dropped, 0)
-        self.joined += 1
-        self._cursors.add(cursor)
-        try:
-            while end is None or cursor.pos < end:
-                if cursor.pos < self.size:
-                    if cursor.pos < start:
-                        self._take(cursor, start)  # skip to the start of the range
-                        continue
-                    chunk = self._take(cursor, end)
-                    self._trim()  # before yielding: the consumer may not come back soon
-                    yield chunk
-                elif self.error is not None:
-                    raise self.error
-                elif self.done:
-                    return
-                else:
-                    await self._wait()
-        finally:
-            self._cursors.discard(cursor)
-            self._trim()
+    async def read(self, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
+        """Yield the body bytes in ``[start, end)`` as they arrive (a one-off reader)."""
+        with self.reader() as reader:
+            async for chunk in reader.read(start, end):
+                yield chunk
 
     # -- internals ---------------------------------------------------------------
 
@@ -205,6 +188,51 @@ class Fill:
             f"<Fill {self.key!r} {state} {mode} size={self.size} "
             f"readers={len(self._cursors)} joined={self.joined}>"
         )
+
+
+class FillReader:
+    """One reader's place in a fill; close it (or use ``with``) when done."""
+
+    def __init__(self, fill: Fill) -> None:
+        if fill._base > 0:
+            raise RuntimeError("fill no longer holds its first bytes")
+        self.fill = fill
+        self._cursor = _Cursor(0, 0, 0)
+        fill.joined += 1
+        fill._cursors.add(self._cursor)
+
+    async def wait_head(self) -> FillHead:
+        return await self.fill.wait_head()
+
+    async def read(self, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
+        """Yield the body bytes in ``[start, end)`` as they arrive.
+
+        Raises the fill's error if it fails before ``end`` (or its end)."""
+        fill, cursor = self.fill, self._cursor
+        while end is None or cursor.pos < end:
+            if cursor.pos < fill.size:
+                if cursor.pos < start:
+                    fill._take(cursor, start)  # skip to the start of the range
+                    continue
+                chunk = fill._take(cursor, end)
+                fill._trim()  # before yielding: the consumer may not come back soon
+                yield chunk
+            elif fill.error is not None:
+                raise fill.error
+            elif fill.done:
+                return
+            else:
+                await fill._wait()
+
+    def close(self) -> None:
+        self.fill._cursors.discard(self._cursor)
+        self.fill._trim()
+
+    def __enter__(self) -> FillReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class FillTable:

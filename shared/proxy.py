@@ -44,12 +44,13 @@ from shared.cachepolicy import (
     vary_names,
 )
 from shared.errors import TruncatedBody, UpstreamBadResponse, UpstreamError, UpstreamUnavailable
-from shared.fills import Fill, FillHead, FillTable
+from shared.fills import Fill, FillHead, FillReader, FillTable
 from shared.metrics import Metrics
 from shared.outcome import Fwd, Outcome, cache_status_member
 from shared.settings import CacheSettings
 from shared.store import CachedObject, MemoryStore
 from shared.tasks import TaskGroup
+from shared.units import format_size
 from shared.upstream import UpstreamPool, UpstreamResponse
 
 __all__ = ["NODE", "OUTCOME", "Node", "make_app"]
@@ -109,7 +110,7 @@ class Node:
     async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         """cleanup_ctx: open the upstream session; on stop, end fills and close it."""
         await self.upstream.start()
-        log.info("%s caching %s bytes for %s", self.name, self.store.capacity, self.upstream)
+        log.info("%s caching %s for %s", self.name, format_size(self.store.capacity), self.upstream)
         yield
         await self.tasks.close()
         await self.upstream.close()
@@ -156,17 +157,23 @@ class Node:
             fill, leader = self.fills.private(fill_key), True
         else:
             fill, leader = self.fills.join_or_lead(fill_key)
-        if leader:
-            self._lead(fill, key, req_h, obj)
+        reader = fill.reader()  # registered before the head: streaming fills keep its bytes
         try:
-            head = await fill.wait_head()
-            if not leader and not _same_variant(head, req_h):
-                fill, leader = self.fills.private(fill_key), True
-                self._lead(fill, key, req_h, None)
-                head = await fill.wait_head()
-        except UpstreamError as exc:
-            return self._error(request, exc.status, str(exc), fwd, exc.retry_after)
-        return await self._serve_fill(request, fill, head, leader, fwd)
+            if leader:
+                self._lead(fill, key, req_h, obj)
+            try:
+                head = await reader.wait_head()
+                if not leader and not _same_variant(head, req_h):
+                    reader.close()
+                    fill, leader = self.fills.private(fill_key), True
+                    reader = fill.reader()
+                    self._lead(fill, key, req_h, None)
+                    head = await reader.wait_head()
+            except UpstreamError as exc:
+                return self._error(request, exc.status, str(exc), fwd, exc.retry_after)
+            return await self._serve_fill(request, reader, head, leader, fwd)
+        finally:
+            reader.close()
 
     def _lookup(self, obj: CachedObject, req_h: CIMultiDictProxy[str], now: float) -> Lookup:
         if "Cache-Control" not in req_h and "Pragma" not in req_h:  # the common case, precomputed
@@ -369,7 +376,7 @@ class Node:
         )
 
     async def _serve_fill(
-        self, request: web.Request, fill: Fill, head: FillHead, leader: bool, fwd: Fwd
+        self, request: web.Request, reader: FillReader, head: FillHead, leader: bool, fwd: Fwd
     ) -> web.StreamResponse:
         """Answer one reader from a fill: 304, 416, 206 or the whole body, streamed."""
         outcome = Outcome.MISS if leader else Outcome.COALESCED
@@ -381,7 +388,7 @@ class Node:
             outcome,
             fwd=fwd,
             fwd_status=304 if head.revalidated else head.status,
-            stored=head.retain,
+            stored=head.retain and head.content_length is not None,  # else not known yet
         )
         headers = self._client_headers(head.headers, member)
         req_h = request.headers
@@ -389,20 +396,18 @@ class Node:
         if head.status == 200 and evaluate_conditionals(request.method, req_h, head.headers):
             return _not_modified(headers)
         start, end, status = 0, head.content_length, head.status
-        if (
-            status == 200
-            and "Range" in req_h
-            and if_range_matches(req_h.get("If-Range"), head.headers)
-        ):
+        ranged = status == 200 and "Range" in req_h
+        if ranged and if_range_matches(req_h.get("If-Range"), head.headers):
             length = head.content_length
-            if length is None:  # chunked: the length is known only at the end
-                length = await _drain(fill)
-            r = parse_range(req_h["Range"], length)
-            if r.kind in (RangeKind.UNSATISFIABLE, RangeKind.INVALID):
-                return _unsatisfiable(headers, length)
-            if r.kind is RangeKind.PARTIAL:
-                start, end, status = r.start, r.end + 1, 206
-                headers["Content-Range"] = f"bytes {r.start}-{r.end}/{length}"
+            if length is None and reader.fill.retaining:  # chunked: known only at the end
+                length = await _drain(reader.fill)
+            if length is not None:  # else too large to wait for: whole object (RFC 9110 §14.2)
+                r = parse_range(req_h["Range"], length)
+                if r.kind in (RangeKind.UNSATISFIABLE, RangeKind.INVALID):
+                    return _unsatisfiable(headers, length)
+                if r.kind is RangeKind.PARTIAL:
+                    start, end, status = r.start, r.end + 1, 206
+                    headers["Content-Range"] = f"bytes {r.start}-{r.end}/{length}"
         resp = web.StreamResponse(status=status, headers=headers)
         if end is not None:
             resp.content_length = end - start
@@ -411,12 +416,12 @@ class Node:
             return resp
         sent = 0
         try:
-            async with contextlib.aclosing(fill.read(start, end)) as body:
+            async with contextlib.aclosing(reader.read(start, end)) as body:
                 async for chunk in body:
                     await resp.write(chunk)
                     sent += len(chunk)
         except UpstreamError as exc:
-            log.info("aborting client of %r after %d bytes: %s", fill.key, sent, exc)
+            log.info("aborting client of %r after %d bytes: %s", reader.fill.key, sent, exc)
             _abort(request)
             return resp
         finally:
@@ -524,11 +529,13 @@ def _same_variant(head: FillHead, req_h: CIMultiDictProxy[str]) -> bool:
     return not names or vary_key(names, head.request_headers) == vary_key(names, req_h)
 
 
-async def _drain(fill: Fill) -> int:
-    """Wait for a fill to complete and return its length (raises its error)."""
+async def _drain(fill: Fill) -> int | None:
+    """The length of a retained fill once complete (raises its error); None if the
+    fill turns out too large to keep, as waiting for its end would then pin it."""
     async with contextlib.aclosing(fill.read()) as body:
         async for _ in body:
-            pass
+            if not fill.retaining:
+                return None
     return fill.size
 
 

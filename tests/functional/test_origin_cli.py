@@ -144,7 +144,7 @@ def test_origin_cli_serve_runs_until_sigterm(sample_library: Path) -> None:
         try:
             assert proc.stdout is not None
             ready = proc.stdout.readline()
-            assert f"origin origin-cli ready on http://127.0.0.1:{port}/" in ready
+            assert f"origin-cli ready on http://127.0.0.1:{port}/" in ready
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as resp:
                 assert json.load(resp)[0]["manifest"] == "/sample/manifest.mpd"
             stats_url = f"http://127.0.0.1:{admin_port}/stats"
