@@ -307,8 +307,10 @@ def evaluate_conditionals(method: str, request_headers: Headers, response_header
         return "*" in tags or (etag is not None and etag.strip().removeprefix("W/") in tags)
     lines = request_headers.getall("If-Modified-Since", [])
     since = parse_http_date(lines[0]) if len(lines) == 1 else None  # §13.1.3: one member only
+    if since is None:  # the common case on the hit path: no date parsing
+        return False
     modified = parse_http_date(response_headers.get("Last-Modified", response_headers.get("Date")))
-    return since is not None and modified is not None and modified <= since
+    return modified is not None and modified <= since
 
 
 class RangeKind(enum.Enum):
