@@ -193,34 +193,43 @@ class Node:
     def _serve_hit(self, request: web.Request, obj: CachedObject, now: float) -> web.StreamResponse:
         age = obj.age(now)
         member = f"{self.name}; hit; ttl={int(obj.lifetime - age)}"
-        headers = CIMultiDict(obj.prepared)
-        headers["Age"] = str(int(age))
-        headers["Cache-Status"] = (
-            f"{obj.upstream_status}, {member}" if obj.upstream_status else member
-        )
-        headers["Via"] = f"{obj.upstream_via}, {self._via}" if obj.upstream_via else self._via
         self._record(request, Outcome.HIT)
-        if obj.status == 200 and evaluate_conditionals(
-            request.method, request.headers, obj.headers
-        ):
-            return _not_modified(headers)
-        body: bytes | memoryview = obj.body
-        status = obj.status
         req_h = request.headers
+        status, body = obj.status, obj.body  # bytes: aiohttp writes them without a payload copy
+        if status == 200 and evaluate_conditionals(request.method, req_h, obj.headers):
+            return _not_modified(self._hit_headers(obj, obj.prepared, member, age))
+        content_range = None
         if (
             status == 200
             and "Range" in req_h
             and if_range_matches(req_h.get("If-Range"), obj.headers)
         ):
-            r = parse_range(req_h["Range"], len(obj.body))
+            r = parse_range(req_h["Range"], len(body))
             if r.kind in (RangeKind.UNSATISFIABLE, RangeKind.INVALID):
-                return _unsatisfiable(headers, len(obj.body))
+                return _unsatisfiable(self._hit_headers(obj, obj.prepared, member, age), len(body))
             if r.kind is RangeKind.PARTIAL:
-                status = 206
-                headers["Content-Range"] = f"bytes {r.start}-{r.end}/{len(obj.body)}"
-                body = memoryview(obj.body)[r.start : r.end + 1]
+                status, content_range = 206, f"bytes {r.start}-{r.end}/{len(body)}"
+                body = body[r.start : r.end + 1]
         self._bytes_cache.inc(0 if request.method == "HEAD" else len(body))
-        return web.Response(status=status, body=body, headers=headers)
+        resp = web.Response(status=status, body=body, headers=obj.prepared)  # copies once
+        self._hit_headers(obj, resp.headers, member, age)
+        if content_range:
+            resp.headers["Content-Range"] = content_range
+        return resp
+
+    def _hit_headers(
+        self,
+        obj: CachedObject,
+        headers: CIMultiDictProxy[str] | CIMultiDict[str],
+        member: str,
+        age: float,
+    ) -> CIMultiDict[str]:
+        """The per-response fields of a hit, set on ``headers`` (copied if read-only)."""
+        out = headers if isinstance(headers, CIMultiDict) else CIMultiDict(headers)
+        out["Age"] = str(int(age))
+        out["Cache-Status"] = f"{obj.upstream_status}, {member}" if obj.upstream_status else member
+        out["Via"] = f"{obj.upstream_via}, {self._via}" if obj.upstream_via else self._via
+        return out
 
     # -- fills ------------------------------------------------------------------------
 
