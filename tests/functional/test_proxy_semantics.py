@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 
@@ -374,3 +375,48 @@ async def test_proxy_oversized_request_headers_rejected(setup, http):
     async with http.get(edge + "/a", headers={"X-Big": "a" * 70000}) as r:
         assert r.status in (400, 431)
     assert up.hits["/a"] == 0
+
+
+async def test_proxy_cold_vary_joiner_with_other_value_gets_own_variant(
+    upstream_app, start_node, http
+):
+    """Concurrent cold requests with different Vary values never share a response."""
+    async def handler(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.05)  # both requests arrive before the head
+        enc = request.headers.get("Accept-Encoding", "none")
+        return web.Response(
+            body=f"body for {enc}".encode(),
+            headers={"Cache-Control": "max-age=60", "Vary": "Accept-Encoding"},
+        )
+
+    server = await upstream_app({"/v": handler})
+    edge = url_of(await start_node("edge-1", url_of(server)))
+
+    async def fetch(enc: str) -> bytes:
+        async with http.get(edge + "/v", headers={"Accept-Encoding": enc}) as r:
+            return await r.read()
+
+    bodies = await asyncio.gather(*[fetch(e) for e in ("gzip", "br", "gzip", "br")])
+    assert bodies == [b"body for gzip", b"body for br", b"body for gzip", b"body for br"]
+
+
+async def test_proxy_stale_object_replaced_by_uncacheable_answer_is_dropped(
+    upstream_app, start_node, http
+):
+    """A revalidation answered with no-store removes the stale copy."""
+    state = {"cc": "max-age=1"}
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=b"x", headers={"Cache-Control": state["cc"], "ETag": '"e"'})
+
+    clock = Clock(float(int(time.time())))
+    server = await upstream_app({"/a": handler})
+    edge = await start_node("edge-1", url_of(server), clock=clock)
+    async with http.get(url_of(edge) + "/a") as r:
+        await r.read()
+    assert len(edge.app[NODE].store) == 1
+    state["cc"] = "no-store"
+    clock.now += 10
+    async with http.get(url_of(edge) + "/a") as r:
+        await r.read()
+    assert len(edge.app[NODE].store) == 0
