@@ -205,12 +205,12 @@ def warm(top: Topology, bodies: dict[str, bytes]) -> None:
     """Fetch each object twice through the edge; the second must be an edge hit."""
     for path, body in bodies.items():
         for attempt in (1, 2):
-            got, status = _get(top.edge_url + path)
+            got, status = _get(top.edge.url + path)
             if got != body:
                 raise RuntimeError(f"edge returned wrong bytes for {path}")
             if attempt == 2 and EDGE_HIT not in status:
                 raise RuntimeError(f"second GET of {path} was not an edge hit: {status!r}")
-        if _get(top.origin_url + path)[0] != body:
+        if _get(top.origin.url + path)[0] != body:
             raise RuntimeError(f"origin returned wrong bytes for {path}")
 
 
@@ -219,7 +219,7 @@ def measure(top: Topology, run: Runner, rounds: int) -> dict[str, dict[str, list
     results: dict[str, dict[str, list[LoadResult]]] = {
         label: {t: [] for t in TARGETS} for label, _, _ in OBJECTS
     }
-    urls = {"edge": top.edge_url, "origin": top.origin_url}
+    urls = {"edge": top.edge.url, "origin": top.origin.url}
     for r in range(rounds):
         order = TARGETS if r % 2 == 0 else TARGETS[::-1]
         for label, name, size in OBJECTS:
@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 edge_rss, edge_peak = rss_bytes(top.edge.pid), rss_bytes(top.edge.pid, "VmHWM")
                 origin_rss = rss_bytes(top.origin.pid)
                 edge_counts = {
-                    k: v for k, v in metrics(top.edge_admin_url).items() if "requests_total" in k
+                    k: v for k, v in metrics(top.edge.admin_url).items() if "requests_total" in k
                 }
     except (TopologyError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from shared.settings import add_arguments, from_namespace, option, size_field
+from shared.topology import TIERS, Topology, TopologyError
 
 __all__ = ["main"]
 
@@ -48,75 +49,6 @@ class UpSettings:
         return port + self.admin_offset
 
 
-class Topology:
-    """The three child processes of ``tiercdn up`` and how to stop them."""
-
-    def __init__(self, settings: UpSettings) -> None:
-        self.s = settings
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def url(self, port: int) -> str:
-        return f"http://{self.s.host}:{port}"
-
-    def start(self) -> None:
-        s = self.s
-        common = ["--host", s.host] + (["--access-log"] if s.access_log else [])
-        self._spawn(
-            "origin",
-            ["origin", "serve", "--library", s.library, "--port", str(s.origin_port)]
-            + ["--admin-port", str(s.admin(s.origin_port)), *common],
-        )
-        for tier, port, parent, budget in (
-            ("regional", s.regional_port, s.origin_port, s.regional_cache_bytes),
-            ("edge", s.edge_port, s.regional_port, s.edge_cache_bytes),
-        ):
-            args = [tier, "--upstream", self.url(parent), "--port", str(port)]
-            args += ["--admin-port", str(s.admin(port)), "--cache-bytes", str(budget), *common]
-            self._spawn(tier, args)
-
-    def _spawn(self, name: str, args: list[str]) -> None:
-        proc = subprocess.Popen([sys.executable, "-m", *args], stdin=subprocess.DEVNULL)
-        self.procs.append((name, proc))
-
-    def wait_healthy(self, deadline: float) -> None:
-        """Poll each tier's /healthz until it answers (startup only)."""
-        s = self.s
-        for name, port in (
-            ("origin", s.origin_port),
-            ("regional", s.regional_port),
-            ("edge", s.edge_port),
-        ):
-            while not _answers(self.url(s.admin(port)) + "/healthz"):
-                self.check_alive()
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"error: {name} did not become healthy in time")
-                time.sleep(0.05)
-
-    def check_alive(self) -> None:
-        for name, proc in self.procs:
-            if proc.poll() is not None:
-                raise SystemExit(f"error: {name} exited with status {proc.returncode}")
-
-    def stop(self) -> None:
-        """Stop edge, then regional, then origin; kill what does not stop in time."""
-        for _, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(_STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def _has_title(library: Path) -> bool:
     return library.is_dir() and any(library.glob("*/*.mpd"))
 
@@ -129,19 +61,13 @@ def _make_sample(library: Path, duration: float) -> None:
 
 
 def _print_ready(top: Topology, started: float) -> None:
-    s = top.s
-    edge = top.url(s.edge_port)
-    with urllib.request.urlopen(top.url(s.origin_port) + "/", timeout=5) as resp:
+    with urllib.request.urlopen(top.origin.url + "/", timeout=5) as resp:
         titles = json.load(resp)
     print(f"\ntiercdn is up in {time.monotonic() - started:.1f}s", flush=True)
     for title in titles:
-        print(f"  play:      {edge}{title['manifest']}")
-    for name, port in (
-        ("edge", s.edge_port),
-        ("regional", s.regional_port),
-        ("origin", s.origin_port),
-    ):
-        print(f"  {name + ':':<10} {top.url(port)}/   admin {top.url(s.admin(port))}/stats")
+        print(f"  play:      {top.edge.url}{title['manifest']}")
+    for tier in reversed(top.tiers.values()):
+        print(f"  {tier.name + ':':<10} {tier.url}/   admin {tier.admin_url}/stats")
     print("  metrics:   <admin>/metrics     Ctrl-C stops all three\n", flush=True)
 
 
@@ -152,7 +78,6 @@ def up(settings: UpSettings) -> int:
     if not _has_title(library):
         library.mkdir(parents=True, exist_ok=True)
         _make_sample(library, settings.sample_duration)
-    top = Topology(settings)
     stopping = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -161,17 +86,34 @@ def up(settings: UpSettings) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    s = settings
+    ports = {
+        name: (port, s.admin(port))
+        for name, port in zip(TIERS, (s.origin_port, s.regional_port, s.edge_port), strict=True)
+    }
     try:
-        top.start()
-        top.wait_healthy(time.monotonic() + _STARTUP_SECONDS)
+        top = Topology.launch(
+            library,
+            ports=ports,
+            host=s.host,
+            edge_cache=str(s.edge_cache_bytes),
+            regional_cache=str(s.regional_cache_bytes),
+            extra_args=("--access-log",) if s.access_log else (),
+            ready_seconds=_STARTUP_SECONDS,
+        )
+    except TopologyError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    try:
         _print_ready(top, started)
         while not stopping:
             top.check_alive()
             time.sleep(0.2)
         print("stopping edge, regional, origin...", flush=True)
         return 0
+    except TopologyError as exc:
+        raise SystemExit(f"error: {exc}") from None
     finally:
-        top.stop()
+        top.stop(_STOP_SECONDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -381,6 +381,7 @@ async def test_proxy_cold_vary_joiner_with_other_value_gets_own_variant(
     upstream_app, start_node, http
 ):
     """Concurrent cold requests with different Vary values never share a response."""
+
     async def handler(request: web.Request) -> web.Response:
         await asyncio.sleep(0.05)  # both requests arrive before the head
         enc = request.headers.get("Accept-Encoding", "none")

@@ -1,0 +1,229 @@
+"""The three tiers (origin → regional → edge) as child processes.
+
+Used by ``tiercdn up`` (fixed ports, output to the terminal) and by the
+benchmarks (free ports, output to log files). Each tier is its own process,
+as in production: one event loop per core, and a load generator never shares
+a node's loop.
+
+Invariants:
+
+- ``launch`` waits at most ``ready_seconds`` for every ``/healthz``; ``stop``
+  sends SIGTERM edge first, origin last, and kills a tier that has not stopped
+  after ``stop_seconds``.
+- A tier writing to a log file (never an unread pipe, which would block a
+  chatty child) has its log tail quoted when it dies or never becomes healthy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["HOST", "TIERS", "Tier", "Topology", "TopologyError", "answers", "free_ports"]
+
+HOST = "127.0.0.1"
+TIERS = ("origin", "regional", "edge")  # start order; stop order is the reverse
+_POLL_SECONDS = 0.05
+_LOG_TAIL_BYTES = 2000
+
+
+class TopologyError(RuntimeError):
+    """A tier died, or did not become healthy in time."""
+
+
+def free_ports(count: int, host: str = HOST) -> list[int]:
+    """``count`` distinct free ports: all are held bound at once, so none repeats."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
+def answers(url: str) -> bool:
+    """Does ``url`` answer 200 right now?"""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@dataclasses.dataclass
+class Tier:
+    """One running tier: its process, its two ports and where its output goes."""
+
+    name: str
+    host: str
+    port: int
+    admin_port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path | None  # None: the tier writes to our own stdout/stderr
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.host}:{self.admin_port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self) -> str:
+        if self.log_path is None:
+            return "(see its output above)"
+        try:
+            data = self.log_path.read_bytes()
+        except OSError:
+            return ""
+        return data[-_LOG_TAIL_BYTES:].decode(errors="replace")
+
+    def __repr__(self) -> str:
+        state = "running" if self.proc.poll() is None else f"exited {self.proc.returncode}"
+        return f"<Tier {self.name} {self.url} admin {self.admin_url} pid {self.pid} {state}>"
+
+
+class Topology:
+    """origin → regional → edge, each a child process."""
+
+    def __init__(self) -> None:
+        self.tiers: dict[str, Tier] = {}  # in start order
+        self.exit_codes: dict[str, int | None] = {}  # filled in by stop()
+
+    @property
+    def origin(self) -> Tier:
+        return self.tiers["origin"]
+
+    @property
+    def regional(self) -> Tier:
+        return self.tiers["regional"]
+
+    @property
+    def edge(self) -> Tier:
+        return self.tiers["edge"]
+
+    @classmethod
+    def launch(
+        cls,
+        library: Path,
+        *,
+        ports: dict[str, tuple[int, int]],
+        host: str = HOST,
+        edge_cache: str = "256MiB",
+        regional_cache: str = "1GiB",
+        log_dir: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+        ready_seconds: float = 30.0,
+    ) -> Topology:
+        """Start every tier on ``ports[tier] = (port, admin_port)`` and wait until each
+        is healthy; if that fails, the tiers already started are stopped."""
+        top = cls()
+        common = ["--host", host, *extra_args]
+        try:
+            origin = ["origin", "serve", "--library", str(library), *common]
+            top._spawn("origin", origin, host, ports["origin"], log_dir)
+            for name, parent, budget in (
+                ("regional", "origin", regional_cache),
+                ("edge", "regional", edge_cache),
+            ):
+                args = [name, "--upstream", top.tiers[parent].url, "--cache-bytes", budget]
+                args += ["--name", f"{name}-1", *common]
+                top._spawn(name, args, host, ports[name], log_dir)
+            top.wait_healthy(time.monotonic() + ready_seconds)
+        except BaseException:
+            top.stop()
+            raise
+        return top
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(
+        cls,
+        library: Path,
+        *,
+        edge_cache: str = "256MiB",
+        regional_cache: str = "1GiB",
+        ready_seconds: float = 30.0,
+        stop_seconds: float = 10.0,
+        log_level: str = "WARNING",
+    ) -> Iterator[Topology]:
+        """Launch on free loopback ports, logs in a temporary folder; stop at the end."""
+        with tempfile.TemporaryDirectory(prefix="tiercdn-topology-") as logs:
+            free = iter(free_ports(2 * len(TIERS)))
+            top = cls.launch(
+                library,
+                ports={name: (next(free), next(free)) for name in TIERS},
+                edge_cache=edge_cache,
+                regional_cache=regional_cache,
+                log_dir=Path(logs),
+                extra_args=("--log-level", log_level),
+                ready_seconds=ready_seconds,
+            )
+            try:
+                yield top
+            finally:
+                top.stop(stop_seconds)
+
+    def _spawn(
+        self, name: str, args: list[str], host: str, ports: tuple[int, int], log_dir: Path | None
+    ) -> None:
+        port, admin_port = ports
+        argv = [sys.executable, "-m", *args, "--port", str(port), "--admin-port", str(admin_port)]
+        log_path = None if log_dir is None else log_dir / f"{name}.log"
+        with contextlib.ExitStack() as stack:  # the child keeps its own copy of the descriptor
+            out = stack.enter_context(log_path.open("wb")) if log_path else None
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+            )
+        self.tiers[name] = Tier(name, host, port, admin_port, proc, log_path)
+
+    def wait_healthy(self, deadline: float) -> None:
+        """Poll each tier's ``/healthz`` until it answers 200, or raise ``TopologyError``."""
+        for tier in self.tiers.values():
+            while not answers(tier.admin_url + "/healthz"):
+                self.check_alive()
+                if time.monotonic() > deadline:
+                    raise TopologyError(
+                        f"{tier.name} not healthy in time; log tail:\n{tier.log_tail()}"
+                    )
+                time.sleep(_POLL_SECONDS)
+
+    def check_alive(self) -> None:
+        """Raise ``TopologyError`` if any tier has exited."""
+        for tier in self.tiers.values():
+            if tier.proc.poll() is not None:
+                raise TopologyError(
+                    f"{tier.name} exited with status {tier.proc.returncode}; "
+                    f"log tail:\n{tier.log_tail()}"
+                )
+
+    def stop(self, stop_seconds: float = 10.0) -> None:
+        """SIGTERM edge, regional, origin in turn; kill a tier that outlives ``stop_seconds``."""
+        for tier in reversed(self.tiers.values()):
+            if tier.proc.poll() is None:
+                tier.proc.send_signal(signal.SIGTERM)
+            try:
+                tier.proc.wait(stop_seconds)
+            except subprocess.TimeoutExpired:
+                tier.proc.kill()
+                tier.proc.wait()
+            self.exit_codes[tier.name] = tier.proc.returncode
+
+    def __repr__(self) -> str:
+        return f"<Topology {list(self.tiers.values())!r}>"
