@@ -21,6 +21,7 @@ from shared.units import format_size, parse_duration, parse_size
 
 __all__ = [
     "CacheSettings",
+    "ServiceSettings",
     "add_arguments",
     "duration_field",
     "env_name",
@@ -156,15 +157,35 @@ def _convert(f: dataclasses.Field[Any], raw: Any) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
-class CacheSettings:
+class ServiceSettings:
+    """What every tiercdn service has: a name, two listeners and its logging."""
+
+    name: str = option("node", "this node's name in Cache-Status, Via and logs")
+    host: str = option("127.0.0.1", "address the service listens on")
+    port: int = option(0, "port the service listens on")
+    admin_host: str = option("127.0.0.1", "address of the admin listener (metrics, stats)")
+    admin_port: int = option(0, "port of the admin listener (0 = none)")
+    log_level: str = option("INFO", "log level: DEBUG, INFO, WARNING or ERROR")
+    access_log: bool = option(False, "log one line per request")
+    log_json: bool = option(False, "log as JSON lines")
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in ' ,;"'):
+            raise ValueError(f"--name must be a token (no spaces, commas, quotes): {self.name!r}")
+        if not 0 <= self.port < 65536 or not 0 <= self.admin_port < 65536:
+            raise ValueError("ports must be between 0 and 65535")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("--log-level must be one of DEBUG, INFO, WARNING, ERROR")
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheSettings(ServiceSettings):
     """One cache node (edge or regional): listeners, upstreams, store and timeouts."""
 
     name: str = option("cache-1", "this node's name in Cache-Status and Via")
-    upstream: tuple[str, ...] = option((), "parent URL (repeat for several parents)")
-    host: str = option("127.0.0.1", "address the proxy listens on")
     port: int = option(8080, "port the proxy listens on")
-    admin_host: str = option("127.0.0.1", "address of the admin listener (metrics, stats)")
     admin_port: int = option(9080, "port of the admin listener (0 = none)")
+    upstream: tuple[str, ...] = option((), "parent URL (repeat for several parents)")
     cache_bytes: int = size_field("256MiB", "memory store byte budget")
     max_object_bytes: int = size_field("32MiB", "objects larger than this stream through uncached")
     connect_timeout: float = duration_field("2s", "upstream connect timeout")
@@ -174,11 +195,9 @@ class CacheSettings:
         "1h", "cap on heuristic freshness (RFC 9111 §4.2.2) for responses without one"
     )
     cors_origin: str = option("", "Access-Control-Allow-Origin for browser players ('' = off)")
-    log_level: str = option("INFO", "log level: DEBUG, INFO, WARNING or ERROR")
-    access_log: bool = option(False, "log one line per request")
-    log_json: bool = option(False, "log as JSON lines")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.upstream:
             raise ValueError("at least one --upstream URL is required")
         for url in self.upstream:
@@ -186,11 +205,3 @@ class CacheSettings:
                 raise ValueError(f"--upstream must be an http(s) URL, got {url!r}")
         if self.max_object_bytes > self.cache_bytes:
             object.__setattr__(self, "max_object_bytes", self.cache_bytes)
-        if not self.name or any(c in self.name for c in ' ,;"'):
-            raise ValueError(
-                f"--name must be a token without spaces, commas or quotes: {self.name!r}"
-            )
-        if not 0 <= self.port < 65536 or not 0 <= self.admin_port < 65536:
-            raise ValueError("ports must be between 0 and 65535")
-        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ValueError("--log-level must be one of DEBUG, INFO, WARNING, ERROR")
