@@ -159,8 +159,8 @@ class Node:
             fill, leader = self.fills.join_or_lead(fill_key)
         reader = fill.reader()  # registered before the head: streaming fills keep its bytes
         try:
-            if leader:
-                self._lead(fill, key, req_h, obj)
+            if leader:  # a private fill fetches whole: it must not touch the stored copy
+                self._lead(fill, key, req_h, None if private else obj)
             try:
                 head = await reader.wait_head()
                 if not leader and not _same_variant(head, req_h):
@@ -270,9 +270,8 @@ class Node:
             log.warning("fill %r failed: %s", fill.key, exc)
             fill.fail(exc)
         except Exception as exc:  # a bug must not leave readers waiting forever
-            log.error("fill %r crashed", fill.key, exc_info=True)
             fill.fail(UpstreamBadResponse(f"internal error: {exc!r}"))
-            raise
+            raise  # logged with its traceback by shared.tasks
         finally:
             fill.fail(UpstreamUnavailable("fill abandoned"))  # no-op once finished
             self.fills.release(fill)
