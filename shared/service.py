@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import resource
 import signal
 import sys
 import time
@@ -114,10 +115,19 @@ async def serve(
                 await r.cleanup()
 
 
+def _raise_open_files_limit() -> None:
+    """A flash crowd is thousands of sockets: lift the soft fd limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run(coro_factory: Any, *, use_uvloop: bool = True) -> int:
     """Run ``coro_factory()`` (on uvloop unless told otherwise); a bind error
     becomes a clear message. The origin keeps the stock loop: it has
     ``loop.sendfile`` (uvloop does not), which ``web.FileResponse`` uses."""
+    _raise_open_files_limit()
     if use_uvloop:
         _install_uvloop()
     started = time.monotonic()

@@ -195,6 +195,29 @@ class CacheSettings(ServiceSettings):
         "1h", "cap on heuristic freshness (RFC 9111 §4.2.2) for responses without one"
     )
     cors_origin: str = option("", "Access-Control-Allow-Origin for browser players ('' = off)")
+    # -- miss storms: admission, shedding, origin budget, stale, failover ------------
+    admission: str = option("tinylfu", "cache admission policy: tinylfu or lru")
+    max_requests: int = option(4096, "concurrent client misses beyond which misses are shed")
+    max_fills: int = option(256, "concurrent upstream fills beyond which misses are shed")
+    retry_after: float = duration_field("1s", "Retry-After sent with a shed or budget 503")
+    pass_ttl: float = duration_field(
+        "30s", "how long an uncacheable answer sends its URL past fills"
+    )
+    stale_if_error: float = duration_field(
+        "24h", "serve a stale copy this long past expiry when upstream fails (RFC 5861)"
+    )
+    stale_if_busy: float = duration_field(
+        "30s", "serve a stale copy this long past expiry while the origin budget is spent"
+    )
+    origin_rate: float = option(0.0, "upstream fetches per second this node may start (0 = no cap)")
+    origin_burst: int = option(50, "token bucket burst for --origin-rate")
+    origin_concurrency: int = option(0, "upstream fetches in flight at once (0 = no cap)")
+    origin_wait: float = duration_field("500ms", "longest wait for an origin token before a 503")
+    fallback: str = option("", "URL used directly when every --upstream is down ('' = none)")
+    breaker_failures: int = option(5, "consecutive failures that open a parent's breaker")
+    breaker_error_rate: float = option(0.5, "error rate over --breaker-window that opens it")
+    breaker_window: float = duration_field("10s", "window for --breaker-error-rate")
+    breaker_cooldown: float = duration_field("5s", "open time before a half-open probe")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -205,3 +228,14 @@ class CacheSettings(ServiceSettings):
                 raise ValueError(f"--upstream must be an http(s) URL, got {url!r}")
         if self.max_object_bytes > self.cache_bytes:
             object.__setattr__(self, "max_object_bytes", self.cache_bytes)
+        if self.admission not in ("tinylfu", "lru"):
+            raise ValueError(f"--admission must be tinylfu or lru, got {self.admission!r}")
+        if self.fallback and not self.fallback.startswith(("http://", "https://")):
+            raise ValueError(f"--fallback must be an http(s) URL, got {self.fallback!r}")
+        for name in ("max_requests", "max_fills", "origin_burst", "breaker_failures"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.origin_rate < 0 or self.origin_concurrency < 0:
+            raise ValueError("--origin-rate and --origin-concurrency must not be negative")
+        if not 0 < self.breaker_error_rate <= 1:
+            raise ValueError("--breaker-error-rate must be in (0, 1]")

@@ -126,21 +126,26 @@ class Topology:
         regional_cache: str = "1GiB",
         log_dir: Path | None = None,
         extra_args: tuple[str, ...] = (),
+        tier_args: dict[str, tuple[str, ...]] | None = None,
         ready_seconds: float = 30.0,
     ) -> Topology:
         """Start every tier on ``ports[tier] = (port, admin_port)`` and wait until each
-        is healthy; if that fails, the tiers already started are stopped."""
+        is healthy; if that fails, the tiers already started are stopped.
+
+        ``extra_args`` go to every tier, ``tier_args[name]`` to that tier only
+        (e.g. ``{"origin": ("--fault-delay", "200ms")}``)."""
         top = cls()
         common = ["--host", host, *extra_args]
+        own = tier_args or {}
         try:
-            origin = ["origin", "serve", "--library", str(library), *common]
+            origin = ["origin", "serve", "--library", str(library), *common, *own.get("origin", ())]
             top._spawn("origin", origin, host, ports["origin"], log_dir)
             for name, parent, budget in (
                 ("regional", "origin", regional_cache),
                 ("edge", "regional", edge_cache),
             ):
                 args = [name, "--upstream", top.tiers[parent].url, "--cache-bytes", budget]
-                args += ["--name", f"{name}-1", *common]
+                args += ["--name", f"{name}-1", *common, *own.get(name, ())]
                 top._spawn(name, args, host, ports[name], log_dir)
             top.wait_healthy(time.monotonic() + ready_seconds)
         except BaseException:
@@ -159,6 +164,7 @@ class Topology:
         ready_seconds: float = 30.0,
         stop_seconds: float = 10.0,
         log_level: str = "WARNING",
+        tier_args: dict[str, tuple[str, ...]] | None = None,
     ) -> Iterator[Topology]:
         """Launch on free loopback ports, logs in a temporary folder; stop at the end."""
         with tempfile.TemporaryDirectory(prefix="tiercdn-topology-") as logs:
@@ -170,6 +176,7 @@ class Topology:
                 regional_cache=regional_cache,
                 log_dir=Path(logs),
                 extra_args=("--log-level", log_level),
+                tier_args=tier_args,
                 ready_seconds=ready_seconds,
             )
             try:
