@@ -16,6 +16,11 @@ DEFAULTS = {
     "admin_port": 9081,
     "cache_bytes": parse_size("1GiB"),
     "upstream": ("http://127.0.0.1:8082",),
+    # The shield protects the origin: at most 1000 fetches/s (bursts of 200) and
+    # 128 at once; beyond that, stale copies or a fast 503 + Retry-After.
+    "origin_rate": 1000.0,
+    "origin_burst": 200,
+    "origin_concurrency": 128,
 }
 
 

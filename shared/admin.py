@@ -28,10 +28,14 @@ def stats(node: Node) -> dict[str, object]:
         "bytes": node.store.bytes,
         "capacity_bytes": node.store.capacity,
         "evictions": node.store.evictions,
-        "fills_in_flight": len(node.fills),
+        "admitted": getattr(node.store, "admitted", None),
+        "rejected": getattr(node.store, "rejected", None),
+        "fills_in_flight": node.fetches_in_flight,
+        "misses_in_flight": node.misses_in_flight,
         "hit_ratio": round(hits / lookups, 4) if lookups else None,
         "requests": {o.value: node.counts[o] for o in Outcome},
-        "upstreams": node.upstream.parents,
+        "upstreams": {p: b.state.value for p, b in node.upstream.breakers.items()},
+        "origin_budget": repr(node.budget) if node.budget.limited else None,
     }
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "Lookup",
     "RangeKind",
     "RangeResult",
+    "StaleRules",
     "Storable",
     "classify",
     "current_age",
@@ -46,6 +47,7 @@ __all__ = [
     "parse_http_date",
     "parse_range",
     "serve_to_authorized",
+    "stale_rules",
     "storable",
     "ttl",
     "vary_key",
@@ -240,6 +242,26 @@ def ttl(
     """Freshness left at ``now``, negative once stale: Cache-Status ``ttl`` (RFC 9211 §2.4)."""
     lifetime = freshness_lifetime(status, response_headers, heuristic_max_age=heuristic_max_age)
     return lifetime - current_age(response_headers, request_time, response_time, now)
+
+
+@dataclass(frozen=True, slots=True)
+class StaleRules:
+    """What a response allows once stale (RFC 9111 §4.2.4, RFC 5861)."""
+
+    forbidden: bool  # no-cache, must-revalidate, proxy-revalidate or s-maxage
+    while_revalidate: float | None  # stale-while-revalidate seconds, if given
+    if_error: float | None  # stale-if-error seconds, if given
+
+
+def stale_rules(response_headers: Headers) -> StaleRules:
+    """May a stale copy of this response be served, and for how long past expiry?"""
+    cc = parse_cache_control(response_headers)
+    forbidden = bool(cc.keys() & (_NO_STALE | {"no-cache"}))
+    swr = delta_seconds(cc, "stale-while-revalidate")
+    sie = delta_seconds(cc, "stale-if-error")
+    return StaleRules(
+        forbidden, None if swr is None else float(swr), None if sie is None else float(sie)
+    )
 
 
 def serve_to_authorized(response_headers: Headers) -> bool:

@@ -55,8 +55,9 @@ class _Cursor:
 class Fill:
     """A response body that grows while any number of readers stream it."""
 
-    def __init__(self, key: str, *, window: int = 1 << 20) -> None:
+    def __init__(self, key: str, *, window: int = 1 << 20, shared: bool = True) -> None:
         self.key = key
+        self.shared = shared  # in the table, joinable (False: private to one request)
         self.window = window
         self.head: FillHead | None = None
         self.error: BaseException | None = None
@@ -252,7 +253,7 @@ class FillTable:
 
     def private(self, key: str) -> Fill:
         """A fill nobody else may join (Authorization, no-store, pass)."""
-        return Fill(key, window=self.window)
+        return Fill(key, window=self.window, shared=False)
 
     def release(self, fill: Fill) -> None:
         """Forget ``fill`` so later requests start a new one."""

@@ -2,19 +2,98 @@
 
 One ``CollectorRegistry`` per node so several nodes can live in one test
 process. Names follow Prometheus conventions (``tiercdn_`` prefix, base
-units, ``_total``); label values come from enums, never from URLs.
+units, ``_total``); label values come from enums or configuration, never from
+request URLs. Values the node already keeps (store size, fills in flight,
+origin tokens) are read at scrape time by ``NodeCollector`` instead of being
+copied on every request.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import math
+from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "NodeState"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class _Store(Protocol):
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def evictions(self) -> int: ...
+    def __len__(self) -> int: ...
+
+
+class _Budget(Protocol):
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def waiting(self) -> int: ...
+    @property
+    def limited(self) -> bool: ...
+    def tokens(self) -> float: ...
+
+
+class NodeState(Protocol):
+    """What ``NodeCollector`` reads from a node at scrape time."""
+
+    @property
+    def store(self) -> _Store: ...
+    @property
+    def budget(self) -> _Budget: ...
+    @property
+    def misses_in_flight(self) -> int: ...
+    @property
+    def fetches_in_flight(self) -> int: ...
+
+
+class NodeCollector(Collector):
+    """Gauges and counters read from the live node when Prometheus scrapes."""
+
+    def __init__(self, node: NodeState) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        n = self.node
+        yield _gauge("tiercdn_store_bytes", "Bytes held by the store", n.store.bytes)
+        yield _gauge("tiercdn_store_objects", "Objects held by the store", len(n.store))
+        evictions = CounterMetricFamily("tiercdn_store_evictions", "Objects evicted from the store")
+        evictions.add_metric([], n.store.evictions)
+        yield evictions
+        admission = CounterMetricFamily(
+            "tiercdn_admission", "Admission decisions on objects entering the main cache",
+            labels=["decision"],
+        )  # fmt: skip
+        admission.add_metric(["admit"], getattr(n.store, "admitted", 0))
+        admission.add_metric(["reject"], getattr(n.store, "rejected", 0))
+        yield admission
+        yield _gauge("tiercdn_fills_in_flight", "Upstream fetches in progress", n.fetches_in_flight)
+        yield _gauge(
+            "tiercdn_misses_in_flight", "Client requests waiting on upstream", n.misses_in_flight
+        )
+        if n.budget.limited:
+            tokens = n.budget.tokens()
+            yield _gauge("tiercdn_origin_tokens", "Origin budget tokens available",
+                         tokens if math.isfinite(tokens) else -1)  # fmt: skip
+            yield _gauge("tiercdn_origin_waiting", "Fetches waiting for the origin budget",
+                         n.budget.waiting)  # fmt: skip
+            yield _gauge("tiercdn_origin_in_flight", "Fetches holding an origin budget slot",
+                         n.budget.in_flight)  # fmt: skip
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+def _gauge(name: str, help: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help, value=value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,88 +105,86 @@ class Metrics:
     response_bytes: Counter
     first_byte_seconds: Histogram
     upstream_requests: Counter
+    breaker_state: Gauge
     upstream_seconds: Histogram
     upstream_bytes: Counter
-    store_bytes: Gauge
-    store_objects: Gauge
-    store_evictions: Gauge
-    fills_in_flight: Gauge
     fill_readers: Counter
+    fill_retries: Counter
     fills_uncached: Counter
+    shed: Counter
+    stale_served: Counter
+    origin_wait_seconds: Histogram
+    origin_rejected: Counter
     invalidations: Counter
 
     @classmethod
     def create(cls) -> Metrics:
         r = CollectorRegistry()
+
+        def counter(name: str, help: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(name, help, labels, registry=r)
+
+        def histogram(name: str, help: str, labels: tuple[str, ...] = ()) -> Histogram:
+            return Histogram(name, help, labels, buckets=_LATENCY_BUCKETS, registry=r)
+
         return cls(
             registry=r,
-            requests=Counter(
-                "tiercdn_requests", "Client requests by cache outcome", ["outcome"], registry=r
-            ),
-            response_bytes=Counter(
+            requests=counter("tiercdn_requests", "Client requests by cache outcome", ("outcome",)),
+            response_bytes=counter(
                 "tiercdn_response_bytes",
                 "Body bytes sent to clients by source (cache or upstream)",
-                ["source"],
-                registry=r,
+                ("source",),
             ),
-            first_byte_seconds=Histogram(
+            first_byte_seconds=histogram(
                 "tiercdn_first_byte_seconds",
                 "Time from request to response headers, by outcome",
-                ["outcome"],
-                buckets=_LATENCY_BUCKETS,
-                registry=r,
+                ("outcome",),
             ),
-            upstream_requests=Counter(
+            upstream_requests=counter(
                 "tiercdn_upstream_requests",
-                "Requests sent upstream by result (status class or error)",
-                ["result"],
+                "Requests sent upstream by parent and result (status class or error)",
+                ("parent", "result"),
+            ),
+            breaker_state=Gauge(
+                "tiercdn_breaker_state",
+                "Circuit breaker per parent: 0 closed, 1 half-open, 2 open",
+                ["parent"],
                 registry=r,
             ),
-            upstream_seconds=Histogram(
+            upstream_seconds=histogram(
                 "tiercdn_upstream_first_byte_seconds",
                 "Time from upstream request to its response headers",
-                buckets=_LATENCY_BUCKETS,
-                registry=r,
             ),
-            upstream_bytes=Counter(
-                "tiercdn_upstream_bytes", "Body bytes received from upstream", registry=r
-            ),
-            store_bytes=Gauge("tiercdn_store_bytes", "Bytes held by the store", registry=r),
-            store_objects=Gauge("tiercdn_store_objects", "Objects held by the store", registry=r),
-            store_evictions=Gauge(
-                "tiercdn_store_evictions", "Entries evicted from the store since start", registry=r
-            ),
-            fills_in_flight=Gauge(
-                "tiercdn_fills_in_flight", "Upstream fills in progress", registry=r
-            ),
-            fill_readers=Counter(
+            upstream_bytes=counter("tiercdn_upstream_bytes", "Body bytes received from upstream"),
+            fill_readers=counter(
                 "tiercdn_fill_readers",
                 "Readers that streamed from a fill, by role (leader or joined)",
-                ["role"],
-                registry=r,
+                ("role",),
             ),
-            fills_uncached=Counter(
-                "tiercdn_fills_uncached",
-                "Fills not stored, by reason",
-                ["reason"],
-                registry=r,
+            fill_retries=counter(
+                "tiercdn_fill_retries",
+                "Readers moved to one new fill after theirs failed before their headers",
             ),
-            invalidations=Counter(
-                "tiercdn_invalidations",
-                "Stored URLs invalidated by unsafe methods (RFC 9111 §4.4)",
-                registry=r,
+            fills_uncached=counter(
+                "tiercdn_fills_uncached", "Fills not stored, by reason", ("reason",)
+            ),
+            shed=counter(
+                "tiercdn_shed", "Requests refused by load shedding, by reason", ("reason",)
+            ),
+            stale_served=counter(
+                "tiercdn_stale_served", "Stale copies served, by reason", ("reason",)
+            ),
+            origin_wait_seconds=histogram(
+                "tiercdn_origin_wait_seconds", "Time fetches waited for the origin budget"
+            ),
+            origin_rejected=counter(
+                "tiercdn_origin_rejected", "Fetches refused because the origin budget was spent"
+            ),
+            invalidations=counter(
+                "tiercdn_invalidations", "Stored URLs invalidated by unsafe methods (RFC 9111 §4.4)"
             ),
         )
 
-    def watch(
-        self,
-        store_bytes: Callable[[], float],
-        store_objects: Callable[[], float],
-        evictions: Callable[[], float],
-        fills: Callable[[], float],
-    ) -> None:
-        """Read gauges from the live components at scrape time."""
-        self.store_bytes.set_function(store_bytes)
-        self.store_objects.set_function(store_objects)
-        self.store_evictions.set_function(evictions)
-        self.fills_in_flight.set_function(fills)
+    def watch(self, node: NodeState) -> None:
+        """Read the node's live state at scrape time."""
+        self.registry.register(NodeCollector(node))

@@ -6,48 +6,61 @@ streams from it as its bytes arrive. HEAD is answered from a GET, as nginx's
 ``proxy_cache_convert_head`` does. Other methods pass through; unsafe ones
 invalidate the stored URL (RFC 9111 §4.4).
 
-Invariants pinned by tests: nothing partial is stored or passed off as whole
-(a client streaming a fill that fails is aborted); a fill belongs to the node
+Under a miss storm: hits are never shed; a miss that would start a fill is
+shed first when it is a high-bitrate segment; a stale copy is served instead
+of waiting (stale-while-revalidate, stale-if-busy) or failing (stale-if-error);
+readers of a fill that fails before their headers retry once, on one new fill;
+an uncacheable answer leaves a pass marker so later requests skip the queue.
+
+Invariants pinned by tests: one upstream request per key at a time; nothing
+partial is stored or passed off as whole; a fill belongs to the node
 (``Node.tasks``), not to the request that started it.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from shared.breaker import CircuitBreaker
+from shared.budget import OriginBudget
 from shared.cachepolicy import (
     Lookup,
-    RangeKind,
     Storable,
     classify,
     current_age,
     end_to_end,
-    evaluate_conditionals,
     format_http_date,
     freshen,
     freshness_lifetime,
-    if_range_matches,
     invalidates,
     parse_cache_control,
-    parse_range,
     serve_to_authorized,
+    stale_rules,
     storable,
     vary_key,
     vary_names,
 )
-from shared.errors import TruncatedBody, UpstreamBadResponse, UpstreamError, UpstreamUnavailable
-from shared.fills import Fill, FillHead, FillReader, FillTable
+from shared.dash import SegmentIndex
+from shared.errors import (
+    OriginBudgetExhausted,
+    TruncatedBody,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from shared.fills import Fill, FillHead, FillTable
 from shared.metrics import Metrics
 from shared.outcome import Fwd, Outcome, cache_status_member
+from shared.responses import Responder
 from shared.settings import CacheSettings
+from shared.shedding import Shed, Shedder, priority_of
 from shared.store import CachedObject, MemoryStore
 from shared.tasks import TaskGroup
 from shared.units import format_size
@@ -66,46 +79,58 @@ _READER_ONLY = (
     *("If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"),
     *("If-Range", "Range", "Host", "Content-Length", "Expect"),
 )
-# Fields a 304 carries (RFC 9110 §15.4.5).
-_NOT_MODIFIED = frozenset(
-    {"etag", "last-modified", "cache-control", "expires", "vary", "date"}
-    | {"content-location", "age", "cache-status", "via"}
+# Verdicts that depend on the response alone: later requests for the URL pass.
+# (Not STATUS: an origin answering 5xx under load must stay behind single flight.)
+_PASS = frozenset(
+    {Storable.NO_STORE, Storable.PRIVATE, Storable.VARY_STAR}
+    | {Storable.NO_FRESHNESS, Storable.NOT_FRESH}
 )
 
 
 class Node:
-    """One cache node: store, fills, parents, metrics and the request path."""
+    """One cache node: store, fills, parents, budget, metrics and the request path."""
 
     def __init__(self, settings: CacheSettings, *, clock: Callable[[], float] = time.time) -> None:
-        self.settings = settings
-        self.name = settings.name
+        s = self.settings = settings
+        self.name = s.name
         self.clock = clock
-        self.metrics = Metrics.create()
-        self.store = MemoryStore(settings.cache_bytes)
+        self.metrics = m = Metrics.create()
+        self.store = MemoryStore(s.cache_bytes, policy=s.admission)
         self.fills = FillTable()
         self.tasks = TaskGroup()
         self.upstream = UpstreamPool(
-            settings.upstream,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            connections=settings.upstream_connections,
-            metrics=self.metrics,
+            s.upstream,
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.read_timeout,
+            connections=s.upstream_connections,
+            metrics=m,
+            fallback=s.fallback,
+            breaker=lambda: CircuitBreaker(
+                failures=s.breaker_failures,
+                error_rate=s.breaker_error_rate,
+                window=s.breaker_window,
+                cooldown=s.breaker_cooldown,
+            ),
         )
+        self.budget = OriginBudget(
+            rate=s.origin_rate,
+            burst=s.origin_burst,
+            concurrency=s.origin_concurrency,
+            max_wait=s.origin_wait,
+        )
+        self.shedder = Shedder(s.max_requests, s.max_fills)
+        self.segments = SegmentIndex()  # templates learned from MPDs passing through
+        self.respond = Responder(s.name, m)
+        # URLs whose last answer could not be stored: they skip the fill queue.
+        self.pass_marks: TTLCache[str, bool] = TTLCache(65536, ttl=s.pass_ttl, timer=clock)
         # Vary field names last seen per URL, so a joiner picks its variant's fill.
         self.vary_index: LRUCache[str, tuple[str, ...]] = LRUCache(maxsize=65536)
-        self._via = f"1.1 {settings.name}"
         self.counts: collections.Counter[Outcome] = collections.Counter()  # for /stats
-        m = self.metrics
+        self.misses_in_flight = 0  # guarded by: single event loop
+        self.fetches_in_flight = 0
         self._requests = {o: m.requests.labels(o.value) for o in Outcome}
         self._first_byte = {o: m.first_byte_seconds.labels(o.value) for o in Outcome}
-        self._bytes_cache = m.response_bytes.labels("cache")
-        self._bytes_upstream = m.response_bytes.labels("upstream")
-        m.watch(
-            lambda: self.store.bytes,
-            lambda: len(self.store),
-            lambda: self.store.evictions,
-            lambda: len(self.fills),
-        )
+        m.watch(self)
 
     async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         """cleanup_ctx: open the upstream session; on stop, end fills and close it."""
@@ -142,38 +167,105 @@ class Node:
         if obj is not None and "Authorization" in req_h and not serve_to_authorized(obj.headers):
             obj = None  # RFC 9111 §3.5
         fwd = Fwd.VARY_MISS if variants and obj is None else Fwd.URI_MISS
+        fill_key = key if not names else key + "\n" + "\0".join(vkey)
         if obj is not None:
             now = self.clock()
             state = self._lookup(obj, req_h, now)
             if state is Lookup.FRESH:
-                return self._serve_hit(request, obj, now)
+                return self._serve_stored(request, obj, now)
+            if state is Lookup.STALE and (reason := self._stale_now(obj, now)):
+                if reason == "stale-while-revalidate":
+                    self._revalidate_in_background(fill_key, key, req_h, obj)
+                return self._serve_stored(request, obj, now, stale=reason)
             reload = "no-cache" in cc or cc.get("max-age") == "0" or "Pragma" in req_h
             fwd = Fwd.REQUEST if reload else Fwd.STALE
         if "only-if-cached" in cc:  # RFC 9111 §5.2.1.7
-            return self._error(request, 504, "not cached (only-if-cached)", Fwd.URI_MISS)
-        fill_key = key if not names else key + "\n" + "\0".join(vkey)
-        private = "Authorization" in req_h or "no-store" in cc
-        if private:
-            fill, leader = self.fills.private(fill_key), True
-        else:
-            fill, leader = self.fills.join_or_lead(fill_key)
-        reader = fill.reader()  # registered before the head: streaming fills keep its bytes
+            return self._error(request, 504, "not cached (only-if-cached)", fwd)
+        self.misses_in_flight += 1
         try:
-            if leader:  # a private fill fetches whole: it must not touch the stored copy
-                self._lead(fill, key, req_h, None if private else obj)
-            try:
-                head = await reader.wait_head()
-                if not leader and not _same_variant(head, req_h):
-                    reader.close()
-                    fill, leader = self.fills.private(fill_key), True
-                    reader = fill.reader()
-                    self._lead(fill, key, req_h, None)
-                    head = await reader.wait_head()
-            except UpstreamError as exc:
-                return self._error(request, exc.status, str(exc), fwd, exc.retry_after)
-            return await self._serve_fill(request, reader, head, leader, fwd)
+            return await self._miss(request, key, fill_key, obj, fwd, cc)
         finally:
-            reader.close()
+            self.misses_in_flight -= 1
+
+    async def _miss(
+        self,
+        request: web.Request,
+        key: str,
+        fill_key: str,
+        stale: CachedObject | None,
+        fwd: Fwd,
+        cc: dict[str, str | None],
+    ) -> web.StreamResponse:
+        """Join or lead the fill for ``fill_key``; retry once on one new fill if it
+        fails before this reader's headers, or serve the stale copy if allowed."""
+        req_h = request.headers
+        passing = key in self.pass_marks
+        private = passing or "Authorization" in req_h or "no-store" in cc
+        fwd = Fwd.BYPASS if passing else fwd
+        for attempt in (1, 2):
+            needs_fill = private or fill_key not in self.fills
+            shed = self.shedder.decide(
+                priority_of(key, self.segments.classify(key)),
+                self.misses_in_flight - 1,  # not counting this request
+                self.fetches_in_flight,
+                needs_fill=needs_fill,
+            )
+            if shed is not Shed.ADMIT:
+                self.metrics.shed.labels(shed.value).inc()
+                if stale is not None and self._stale_ok(stale, self.settings.stale_if_busy):
+                    return self._serve_stored(request, stale, self.clock(), stale="stale-if-busy")
+                member = cache_status_member(self.name, Outcome.SHED, fwd=fwd, detail=shed.value)
+                self._record(request, Outcome.SHED)
+                return self.respond.error(
+                    503, "overloaded, retry", member, self.settings.retry_after
+                )
+            if private:
+                fill, leader = self.fills.private(fill_key), True
+            else:
+                fill, leader = self.fills.join_or_lead(fill_key)
+            reader = fill.reader()  # registered before the head: streaming fills keep its bytes
+            try:
+                if leader:  # a private fill fetches whole: it must not touch the stored copy
+                    self._lead(fill, key, req_h, None if private else stale)
+                try:
+                    head = await reader.wait_head()
+                    if not leader and not _same_variant(head, req_h):
+                        reader.close()
+                        fill, leader = self.fills.private(fill_key), True
+                        reader = fill.reader()
+                        self._lead(fill, key, req_h, None)
+                        head = await reader.wait_head()
+                except UpstreamError as exc:
+                    if stale is not None and self._stale_ok(stale, self._if_error(stale)):
+                        return self._serve_stored(
+                            request, stale, self.clock(), stale="stale-if-error"
+                        )
+                    if attempt == 1 and not isinstance(exc, OriginBudgetExhausted):
+                        self.metrics.fill_retries.inc()
+                        continue  # the failed fill is gone from the table: one new fill
+                    member = cache_status_member(
+                        self.name, Outcome.ERROR, fwd=fwd, detail=self.respond.detail(exc.status)
+                    )
+                    self._record(request, Outcome.ERROR)
+                    return self.respond.error(exc.status, str(exc), member, exc.retry_after)
+                outcome = Outcome.BYPASS if passing else Outcome.MISS
+                if not leader:
+                    outcome = Outcome.COALESCED
+                elif head.revalidated:
+                    outcome = Outcome.REVALIDATED
+                self.metrics.fill_readers.labels("leader" if leader else "joined").inc()
+                member = cache_status_member(
+                    self.name,
+                    outcome,
+                    fwd=fwd,
+                    fwd_status=304 if head.revalidated else head.status,
+                    stored=head.retain and head.content_length is not None,  # else not known yet
+                )
+                self._record(request, outcome)
+                return await self.respond.from_fill(request, reader, head, member)
+            finally:
+                reader.close()
+        raise AssertionError("unreachable")
 
     def _lookup(self, obj: CachedObject, req_h: CIMultiDictProxy[str], now: float) -> Lookup:
         if "Cache-Control" not in req_h and "Pragma" not in req_h:  # the common case, precomputed
@@ -190,46 +282,36 @@ class Node:
             heuristic_max_age=self.settings.heuristic_max_age,
         )
 
-    def _serve_hit(self, request: web.Request, obj: CachedObject, now: float) -> web.StreamResponse:
+    def _stale_now(self, obj: CachedObject, now: float) -> str | None:
+        """Why a stale copy may be served without waiting for upstream, if it may."""
+        rules = stale_rules(obj.headers)
+        if rules.forbidden:
+            return None
+        overdue = -obj.ttl(now)
+        if rules.while_revalidate is not None and overdue <= rules.while_revalidate:
+            return "stale-while-revalidate"
+        if self.budget.limited and self.budget.busy() and overdue <= self.settings.stale_if_busy:
+            return "stale-if-busy"
+        return None
+
+    def _if_error(self, obj: CachedObject) -> float:
+        """How long past expiry ``obj`` may stand in for a failing upstream (RFC 5861)."""
+        given = stale_rules(obj.headers).if_error
+        return self.settings.stale_if_error if given is None else given
+
+    def _stale_ok(self, obj: CachedObject, window: float) -> bool:
+        return not stale_rules(obj.headers).forbidden and -obj.ttl(self.clock()) <= window
+
+    def _serve_stored(
+        self, request: web.Request, obj: CachedObject, now: float, stale: str | None = None
+    ) -> web.Response:
         age = obj.age(now)
         member = f"{self.name}; hit; ttl={int(obj.lifetime - age)}"
-        self._record(request, Outcome.HIT)
-        req_h = request.headers
-        status, body = obj.status, obj.body  # bytes: aiohttp writes them without a payload copy
-        if status == 200 and evaluate_conditionals(request.method, req_h, obj.headers):
-            return _not_modified(self._hit_headers(obj, obj.prepared, member, age))
-        content_range = None
-        if (
-            status == 200
-            and "Range" in req_h
-            and if_range_matches(req_h.get("If-Range"), obj.headers)
-        ):
-            r = parse_range(req_h["Range"], len(body))
-            if r.kind in (RangeKind.UNSATISFIABLE, RangeKind.INVALID):
-                return _unsatisfiable(self._hit_headers(obj, obj.prepared, member, age), len(body))
-            if r.kind is RangeKind.PARTIAL:
-                status, content_range = 206, f"bytes {r.start}-{r.end}/{len(body)}"
-                body = body[r.start : r.end + 1]
-        self._bytes_cache.inc(0 if request.method == "HEAD" else len(body))
-        resp = web.Response(status=status, body=body, headers=obj.prepared)  # copies once
-        self._hit_headers(obj, resp.headers, member, age)
-        if content_range:
-            resp.headers["Content-Range"] = content_range
-        return resp
-
-    def _hit_headers(
-        self,
-        obj: CachedObject,
-        headers: CIMultiDictProxy[str] | CIMultiDict[str],
-        member: str,
-        age: float,
-    ) -> CIMultiDict[str]:
-        """The per-response fields of a hit, set on ``headers`` (copied if read-only)."""
-        out = headers if isinstance(headers, CIMultiDict) else CIMultiDict(headers)
-        out["Age"] = str(int(age))
-        out["Cache-Status"] = f"{obj.upstream_status}, {member}" if obj.upstream_status else member
-        out["Via"] = f"{obj.upstream_via}, {self._via}" if obj.upstream_via else self._via
-        return out
+        if stale:
+            member += f"; detail={stale}"
+            self.metrics.stale_served.labels(stale).inc()
+        self._record(request, Outcome.STALE if stale else Outcome.HIT)
+        return self.respond.from_store(request, obj, age, member)
 
     # -- fills ------------------------------------------------------------------------
 
@@ -238,6 +320,14 @@ class Node:
     ) -> None:
         snapshot = CIMultiDictProxy(CIMultiDict(req_h))
         self.tasks.spawn(self._run_fill(fill, key, snapshot, stale), name=f"fill {fill.key!r}")
+
+    def _revalidate_in_background(
+        self, fill_key: str, key: str, req_h: CIMultiDictProxy[str], stale: CachedObject
+    ) -> None:
+        """Refresh ``stale`` once, whoever asks meanwhile (single-flight, no reader)."""
+        fill, leader = self.fills.join_or_lead(fill_key)
+        if leader:
+            self._lead(fill, key, req_h, stale)
 
     async def _run_fill(
         self,
@@ -253,19 +343,28 @@ class Node:
                 headers["If-None-Match"] = stale.headers["ETag"]
             if "Last-Modified" in stale.headers:
                 headers["If-Modified-Since"] = stale.headers["Last-Modified"]
-        request_time = self.clock()
+        self.fetches_in_flight += 1
         try:
-            async with self.upstream.request("GET", key, headers, key=fill.key) as up:
-                response_time = self.clock()
-                if up.status == 304 and stale is not None:
-                    self._revalidated(fill, stale, up.headers, req_h, request_time, response_time)
-                    return
-                resp_h = end_to_end(up.headers)
-                if "Date" not in resp_h:  # RFC 9110 §6.6.1: a cache adds one
-                    resp_h["Date"] = format_http_date(response_time)
-                await self._stream_fill(fill, key, up, CIMultiDictProxy(resp_h), req_h, stale)
-                if fill.retaining and fill.error is None:
-                    self._commit(fill, key, req_h, request_time, response_time)
+            async with self.budget.slot() as waited:
+                if self.budget.limited:
+                    self.metrics.origin_wait_seconds.observe(waited)
+                request_time = self.clock()
+                async with self.upstream.request("GET", key, headers, key=fill.key) as up:
+                    response_time = self.clock()
+                    if up.status == 304 and stale is not None:
+                        self._revalidated(
+                            fill, stale, up.headers, req_h, request_time, response_time
+                        )
+                        return
+                    resp_h = end_to_end(up.headers)
+                    if "Date" not in resp_h:  # RFC 9110 §6.6.1: a cache adds one
+                        resp_h["Date"] = format_http_date(response_time)
+                    await self._stream_fill(fill, key, up, CIMultiDictProxy(resp_h), req_h, stale)
+                    if fill.retaining and fill.error is None:
+                        self._commit(fill, key, req_h, request_time, response_time)
+        except OriginBudgetExhausted as exc:
+            self.metrics.origin_rejected.inc()
+            fill.fail(exc)
         except UpstreamError as exc:
             log.warning("fill %r failed: %s", fill.key, exc)
             fill.fail(exc)
@@ -273,6 +372,7 @@ class Node:
             fill.fail(UpstreamBadResponse(f"internal error: {exc!r}"))
             raise  # logged with its traceback by shared.tasks
         finally:
+            self.fetches_in_flight -= 1
             fill.fail(UpstreamUnavailable("fill abandoned"))  # no-op once finished
             self.fills.release(fill)
 
@@ -295,18 +395,15 @@ class Node:
         too_big = up.content_length is not None and up.content_length > limit
         retain = verdict is Storable.YES and not too_big
         if not retain:
-            reason = "too-large" if verdict is Storable.YES else verdict.value
-            self.metrics.fills_uncached.labels(reason).inc()
-            self.fills.release(fill)
+            self._uncached(fill, key, "too-large" if verdict is Storable.YES else verdict.value)
             if stale is not None:
                 self.store.remove(key, stale.vary_key)
         fill.start(FillHead(up.status, resp_h, up.content_length, retain, req_h))
         async for chunk in up.chunks():
             fill.append(chunk)
             if fill.retaining and fill.size > limit:
-                self.metrics.fills_uncached.labels("too-large").inc()
+                self._uncached(fill, key, "too-large")
                 fill.stop_retaining()
-                self.fills.release(fill)
             if not fill.retaining:
                 if fill.joined and not fill.readers:
                     fill.fail(UpstreamUnavailable("every reader left an uncached fill"))
@@ -315,6 +412,13 @@ class Node:
         if up.content_length is not None and fill.size != up.content_length:
             raise TruncatedBody(f"body ended at {fill.size} of {up.content_length} bytes")
         fill.finish()
+
+    def _uncached(self, fill: Fill, key: str, reason: str) -> None:
+        """This fill will not be stored: later requests must not queue behind it."""
+        self.metrics.fills_uncached.labels(reason).inc()
+        if fill.shared and reason in _PASS_REASONS:
+            self.pass_marks[key] = True
+        self.fills.release(fill)
 
     def _revalidated(
         self,
@@ -344,17 +448,13 @@ class Node:
         response_time: float,
     ) -> None:
         assert fill.head is not None
-        obj = self._object(
-            key,
-            fill.head.status,
-            fill.head.headers,
-            fill.body(),
-            req_h,
-            request_time,
-            response_time,
-        )
+        head, body = fill.head, fill.body()
+        obj = self._object(key, head.status, head.headers, body, req_h, request_time, response_time)
+        self.pass_marks.pop(key, None)
         if not self.store.put(obj):
             self.metrics.fills_uncached.labels("too-large").inc()
+        if _is_manifest(key, head.headers):
+            self.segments.learn(key.split("?", 1)[0], body)
 
     def _object(
         self,
@@ -383,60 +483,6 @@ class Node:
             must_validate="no-cache" in parse_cache_control(headers),
         )
 
-    async def _serve_fill(
-        self, request: web.Request, reader: FillReader, head: FillHead, leader: bool, fwd: Fwd
-    ) -> web.StreamResponse:
-        """Answer one reader from a fill: 304, 416, 206 or the whole body, streamed."""
-        outcome = Outcome.MISS if leader else Outcome.COALESCED
-        if head.revalidated and leader:
-            outcome = Outcome.REVALIDATED
-        self.metrics.fill_readers.labels("leader" if leader else "joined").inc()
-        member = cache_status_member(
-            self.name,
-            outcome,
-            fwd=fwd,
-            fwd_status=304 if head.revalidated else head.status,
-            stored=head.retain and head.content_length is not None,  # else not known yet
-        )
-        headers = self._client_headers(head.headers, member)
-        req_h = request.headers
-        self._record(request, outcome)
-        if head.status == 200 and evaluate_conditionals(request.method, req_h, head.headers):
-            return _not_modified(headers)
-        start, end, status = 0, head.content_length, head.status
-        ranged = status == 200 and "Range" in req_h
-        if ranged and if_range_matches(req_h.get("If-Range"), head.headers):
-            length = head.content_length
-            if length is None and reader.fill.retaining:  # chunked: known only at the end
-                length = await _drain(reader.fill)
-            if length is not None:  # else too large to wait for: whole object (RFC 9110 §14.2)
-                r = parse_range(req_h["Range"], length)
-                if r.kind in (RangeKind.UNSATISFIABLE, RangeKind.INVALID):
-                    return _unsatisfiable(headers, length)
-                if r.kind is RangeKind.PARTIAL:
-                    start, end, status = r.start, r.end + 1, 206
-                    headers["Content-Range"] = f"bytes {r.start}-{r.end}/{length}"
-        resp = web.StreamResponse(status=status, headers=headers)
-        if end is not None:
-            resp.content_length = end - start
-        await resp.prepare(request)
-        if request.method == "HEAD" or status in (204, 304):
-            return resp
-        sent = 0
-        try:
-            async with contextlib.aclosing(reader.read(start, end)) as body:
-                async for chunk in body:
-                    await resp.write(chunk)
-                    sent += len(chunk)
-        except UpstreamError as exc:
-            log.info("aborting client of %r after %d bytes: %s", reader.fill.key, sent, exc)
-            _abort(request)
-            return resp
-        finally:
-            self._bytes_upstream.inc(sent)
-        await resp.write_eof()
-        return resp
-
     # -- other methods -------------------------------------------------------------
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
@@ -446,7 +492,6 @@ class Node:
         if "Content-Length" in request.headers:
             headers["Content-Length"] = request.headers["Content-Length"]
         data = request.content if request.body_exists else None
-        fwd = Fwd.METHOD
         try:
             async with self.upstream.request(
                 request.method, key, headers, key=key, data=data
@@ -454,26 +499,12 @@ class Node:
                 if invalidates(request.method, up.status):
                     self.invalidate(key)
                 member = cache_status_member(
-                    self.name, Outcome.BYPASS, fwd=fwd, fwd_status=up.status
+                    self.name, Outcome.BYPASS, fwd=Fwd.METHOD, fwd_status=up.status
                 )
-                resp = web.StreamResponse(
-                    status=up.status, headers=self._client_headers(up.headers, member)
-                )
-                resp.content_length = up.content_length
                 self._record(request, Outcome.BYPASS)
-                await resp.prepare(request)
-                try:
-                    async for chunk in up.chunks():
-                        await resp.write(chunk)
-                        self._bytes_upstream.inc(len(chunk))
-                except UpstreamError as exc:
-                    log.info("aborting %s %s: %s", request.method, key, exc)
-                    _abort(request)
-                    return resp
-                await resp.write_eof()
-                return resp
+                return await self.respond.pass_through(request, up, member)
         except UpstreamError as exc:
-            return self._error(request, exc.status, str(exc), fwd, exc.retry_after)
+            return self._error(request, exc.status, str(exc), Fwd.METHOD, exc.retry_after)
 
     def invalidate(self, key: str) -> None:
         """Drop every stored variant of ``key`` (RFC 9111 §4.4)."""
@@ -488,16 +519,7 @@ class Node:
         headers = end_to_end(req_h)
         for name in _READER_ONLY if conditional else ("Host", "Content-Length"):
             headers.popall(name, None)
-        headers.add("Via", self._via)
-        return headers
-
-    def _client_headers(self, upstream: CIMultiDictProxy[str], member: str) -> CIMultiDict[str]:
-        headers = end_to_end(upstream)
-        status = ", ".join(headers.popall("Cache-Status", []))
-        via = ", ".join(headers.popall("Via", []))
-        headers.popall("Content-Length", None)
-        headers["Cache-Status"] = f"{status}, {member}" if status else member
-        headers["Via"] = f"{via}, {self._via}" if via else self._via
+        headers.add("Via", self.respond.via)
         return headers
 
     def _error(
@@ -509,18 +531,15 @@ class Node:
         retry_after: float | None = None,
     ) -> web.Response:
         self._record(request, Outcome.ERROR)
-        detail = {502: "bad-gateway", 503: "unavailable", 504: "timeout"}.get(status, str(status))
-        headers = {
-            "Cache-Status": cache_status_member(self.name, Outcome.ERROR, fwd=fwd, detail=detail),
-            "Cache-Control": "no-store",
-            "Via": self._via,
-        }
-        if retry_after is not None:
-            headers["Retry-After"] = str(max(1, round(retry_after)))
-        return web.Response(status=status, text=f"{status}: {message}\n", headers=headers)
+        detail = self.respond.detail(status)
+        member = cache_status_member(self.name, Outcome.ERROR, fwd=fwd, detail=detail)
+        return self.respond.error(status, message, member, retry_after)
 
     def __repr__(self) -> str:
-        return f"<Node {self.name} {self.store!r} {self.fills!r}>"
+        return f"<Node {self.name} {self.store!r} {self.fills!r} {self.budget!r}>"
+
+
+_PASS_REASONS = frozenset(v.value for v in _PASS) | {"too-large"}
 
 
 def _target(request: web.Request) -> str:
@@ -529,40 +548,18 @@ def _target(request: web.Request) -> str:
     return raw if raw.startswith("/") else request.rel_url.raw_path_qs
 
 
+def _is_manifest(key: str, headers: CIMultiDictProxy[str]) -> bool:
+    return key.split("?", 1)[0].endswith(".mpd") or headers.get("Content-Type", "").startswith(
+        "application/dash+xml"
+    )
+
+
 def _same_variant(head: FillHead, req_h: CIMultiDictProxy[str]) -> bool:
     """May a joiner with ``req_h`` take the leader's response (RFC 9111 §4.1)?"""
     names = vary_names(head.headers)
     if names is None:
         return False
     return not names or vary_key(names, head.request_headers) == vary_key(names, req_h)
-
-
-async def _drain(fill: Fill) -> int | None:
-    """The length of a retained fill once complete (raises its error); None if the
-    fill turns out too large to keep, as waiting for its end would then pin it."""
-    async with contextlib.aclosing(fill.read()) as body:
-        async for _ in body:
-            if not fill.retaining:
-                return None
-    return fill.size
-
-
-def _not_modified(headers: CIMultiDict[str]) -> web.Response:
-    kept = CIMultiDict((k, v) for k, v in headers.items() if k.lower() in _NOT_MODIFIED)
-    return web.Response(status=304, headers=kept)
-
-
-def _unsatisfiable(headers: CIMultiDict[str], length: int) -> web.Response:
-    headers = CIMultiDict(headers)
-    headers.popall("Content-Type", None)
-    headers["Content-Range"] = f"bytes */{length}"
-    return web.Response(status=416, text="416: range not satisfiable\n", headers=headers)
-
-
-def _abort(request: web.Request) -> None:
-    """Cut the client's connection: a short body must never look complete."""
-    if request.transport is not None:
-        request.transport.abort()
 
 
 NODE = web.AppKey("node", Node)

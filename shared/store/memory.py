@@ -1,24 +1,44 @@
 """The memory store: whole responses by cache key, within a byte budget.
 
 One entry per primary key (the request target) holding its variants (RFC 9111
-§4.1: one per Vary key). Eviction is LRU by entry for now; the byte budget is
-never exceeded because an object larger than the budget is refused. Serving
-headers are prepared once at store time so the hit path copies, never builds.
+§4.1: one per Vary key). Serving headers are prepared once at store time so
+the hit path copies, never builds.
+
+Invariants: ``bytes <= capacity`` after every call (an entry larger than the
+whole budget is refused); ``lookup`` is the only call that counts an access.
+
+Two policies, both with entries in LRU lists (``OrderedDict``, oldest first):
+
+- ``lru``: one list the size of the budget; the oldest entries are evicted.
+- ``tinylfu``: W-TinyLFU [Einziger et al. 2017; Caffeine]. New entries go to a
+  small LRU *window* (1 % of the budget) so brand-new objects (a fresh live
+  segment) can be served at all. An entry pushed out of the window is a
+  *candidate* for the *main* segment, an SLRU (probation, and protected:
+  80 % of main, reached by a hit in probation). If main lacks room, victims
+  are gathered from its LRU end (probation, then protected) until the
+  candidate fits, and ``TinyLfu.admit`` decides: the victims go, or the
+  candidate does. A big candidate must beat every victim it displaces.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Iterator
 
-from cachetools import LRUCache
 from multidict import CIMultiDict, CIMultiDictProxy
 
-__all__ = ["CachedObject", "MemoryStore"]
+from shared.admission import TinyLfu
+
+__all__ = ["POLICIES", "CachedObject", "MemoryStore"]
 
 # Fields recomputed on every response, so not part of the prepared headers.
 _PER_RESPONSE = ("Age", "Cache-Status", "Via", "Content-Length", "Date")
 _OVERHEAD = 256  # bytes charged per object for bookkeeping
+POLICIES = ("lru", "tinylfu")
+_WINDOW = 0.01  # share of the budget for the admission window [Caffeine's initial 1 %]
+_PROTECTED = 0.8  # share of the main segment for entries hit since admission
+_SKETCH_MIN = 64  # objects the first sketch is sized for; it grows with the store
 
 
 @dataclasses.dataclass(slots=True)
@@ -65,71 +85,204 @@ class CachedObject:
         return len(self.body) + head + _OVERHEAD
 
 
-def _entry_size(variants: list[CachedObject]) -> int:
-    return sum(v.size for v in variants)
+class _Segment:
+    """One LRU list of entries (oldest first) and the bytes they are charged."""
 
+    __slots__ = ("bytes", "entries", "limit", "sizes")
 
-class _Lru(LRUCache[str, list[CachedObject]]):
-    evictions = 0  # guarded by: single event loop
+    def __init__(self, limit: int) -> None:
+        self.limit = limit  # bytes beyond which the segment overflows
+        self.entries: OrderedDict[str, list[CachedObject]] = OrderedDict()
+        self.sizes: dict[str, int] = {}
+        self.bytes = 0
 
-    def popitem(self) -> tuple[str, list[CachedObject]]:
-        self.evictions += 1
-        return super().popitem()
+    def add(self, key: str, variants: list[CachedObject], size: int) -> None:
+        """Append ``key`` as the most recently used (it must not be here)."""
+        self.entries[key] = variants
+        self.sizes[key] = size
+        self.bytes += size
+
+    def pop(self, key: str) -> tuple[list[CachedObject], int]:
+        size = self.sizes.pop(key)
+        self.bytes -= size
+        return self.entries.pop(key), size
+
+    def oldest(self) -> str:
+        return next(iter(self.entries))
 
 
 class MemoryStore:
-    """Variants by primary key, LRU within ``capacity`` bytes."""
+    """Variants by primary key within ``capacity`` bytes; ``policy`` is lru or tinylfu."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, policy: str = "lru") -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         self.capacity = capacity
-        self._lru = _Lru(maxsize=max(capacity, 1), getsizeof=_entry_size)
+        self.policy = policy
+        # guarded by: single event loop (every field below)
+        self.evictions = 0  # entries dropped for room: main victims and refused candidates
+        self.admitted = 0  # window candidates let into main
+        self.rejected = 0  # window candidates refused (also counted in evictions)
+        self._index: dict[str, _Segment] = {}
+        self._sketch: TinyLfu | None = None
+        if policy == "lru":
+            self._window = _Segment(capacity)  # everything lives in the window
+        else:
+            self._window = _Segment(max(int(capacity * _WINDOW), 1))
+            self._sketch = TinyLfu(_SKETCH_MIN)
+        # The window's share is reserved, so window + main never exceed the budget.
+        self._main = capacity - self._window.limit
+        self._probation = _Segment(self._main)  # no limit of its own: main minus protected
+        self._protected = _Segment(int(self._main * _PROTECTED))
 
     def lookup(self, key: str) -> list[CachedObject]:
-        """The stored variants of ``key`` (most recent first), touching it."""
-        return self._lru.get(key) or []
+        """The stored variants of ``key`` (most recent first), touching it.
+
+        Call once per client request, hit or miss: it is what the policy counts."""
+        if self._sketch is not None:
+            self._sketch.record(key)
+        seg = self._index.get(key)
+        if seg is None:
+            return []
+        if seg is self._probation:  # a second use since admission: protect it
+            variants, size = seg.pop(key)
+            self._protect(key, variants, size)
+            return variants
+        seg.entries.move_to_end(key)
+        return seg.entries[key]
+
+    def peek(self, key: str) -> list[CachedObject]:
+        """The stored variants of ``key``, neither touching nor counting it."""
+        seg = self._index.get(key)
+        return [] if seg is None else seg.entries[key]
 
     def put(self, obj: CachedObject) -> bool:
         """Store ``obj``, replacing the variant with the same Vary key.
 
-        Returns False when it cannot fit at all (larger than the budget)."""
+        Returns False when it cannot fit at all: larger than the budget (tinylfu:
+        than the main segment's share). Under tinylfu a stored entry may still be
+        refused later, when it leaves the window."""
         others = [
             v
-            for v in self._lru.get(obj.key, [])
+            for v in self.peek(obj.key)
             if v.vary_key != obj.vary_key and v.vary_names == obj.vary_names
         ]
         variants = [obj, *others]
-        if _entry_size(variants) > self.capacity:
+        size = sum(v.size for v in variants)
+        if size > (self.capacity if self._sketch is None else self._main):
             return False
-        self._lru[obj.key] = variants
+        self._drop(obj.key)  # a replaced entry starts again as the newest, in the window
+        self._index[obj.key] = self._window
+        self._window.add(obj.key, variants, size)
+        self._drain_window()
         return True
 
     def remove(self, key: str, vary_key: tuple[str, ...] | None = None) -> int:
         """Drop ``key`` (one variant, or all when ``vary_key`` is None)."""
-        variants = self._lru.pop(key, None) or []
-        if vary_key is None:
-            return len(variants)
-        kept = [v for v in variants if v.vary_key != vary_key]
-        if kept:
-            self._lru[key] = kept
+        seg = self._index.get(key)
+        if seg is None:
+            return 0
+        variants = seg.entries[key]
+        kept = [] if vary_key is None else [v for v in variants if v.vary_key != vary_key]
+        if not kept:
+            self._drop(key)
+        elif len(kept) < len(variants):  # shrinks in place: no room needed, no recency change
+            size = sum(v.size for v in kept)
+            seg.entries[key] = kept
+            seg.bytes += size - seg.sizes[key]
+            seg.sizes[key] = size
         return len(variants) - len(kept)
 
     def clear(self) -> None:
-        self._lru.clear()
+        """Drop every entry; the sketch keeps what it learned about popularity."""
+        for seg in self._segments():
+            seg.entries.clear()
+            seg.sizes.clear()
+            seg.bytes = 0
+        self._index.clear()
 
     @property
     def bytes(self) -> int:
-        return int(self._lru.currsize)
-
-    @property
-    def evictions(self) -> int:
-        return self._lru.evictions
+        return self._window.bytes + self._probation.bytes + self._protected.bytes
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._lru.values())
+        return sum(len(v) for seg in self._segments() for v in seg.entries.values())
 
     def __iter__(self) -> Iterator[CachedObject]:
-        for variants in list(self._lru.values()):
-            yield from variants
+        for seg in self._segments():
+            for variants in list(seg.entries.values()):
+                yield from variants
 
     def __repr__(self) -> str:
-        return f"<MemoryStore objects={len(self)} bytes={self.bytes}/{self.capacity}>"
+        state = f"objects={len(self)} bytes={self.bytes}/{self.capacity} policy={self.policy}"
+        if self._sketch is not None:
+            state += (
+                f" window={self._window.bytes} probation={self._probation.bytes}"
+                f" protected={self._protected.bytes} admitted={self.admitted}"
+                f" rejected={self.rejected} {self._sketch!r}"
+            )
+        return f"<MemoryStore {state} evictions={self.evictions}>"
+
+    # -- internals ---------------------------------------------------------------
+
+    def _segments(self) -> tuple[_Segment, _Segment, _Segment]:
+        return self._window, self._probation, self._protected
+
+    def _drop(self, key: str) -> None:
+        seg = self._index.pop(key, None)
+        if seg is not None:
+            seg.pop(key)
+
+    def _evict(self, seg: _Segment, key: str) -> None:
+        self._drop(key)
+        self.evictions += 1
+
+    def _protect(self, key: str, variants: list[CachedObject], size: int) -> None:
+        """Move a probation entry to protected; protected's overflow goes back on probation."""
+        protected, probation = self._protected, self._probation
+        protected.add(key, variants, size)
+        self._index[key] = protected
+        while protected.bytes > protected.limit and len(protected.entries) > 1:
+            old = protected.oldest()
+            probation.add(old, *protected.pop(old))
+            self._index[old] = probation
+
+    def _drain_window(self) -> None:
+        """Push the window's oldest entries out until it is within its limit."""
+        window = self._window
+        while window.bytes > window.limit:
+            key = window.oldest()
+            if self._sketch is None:  # lru: leaving the window is leaving the store
+                self._evict(window, key)
+            else:
+                self._offer(key, *window.pop(key))
+
+    def _offer(self, key: str, variants: list[CachedObject], size: int) -> None:
+        """A candidate out of the window: into main if it fits or wins, else dropped."""
+        assert self._sketch is not None
+        probation, protected = self._probation, self._protected
+        need = size - (self._main - probation.bytes - protected.bytes)
+        victims: list[tuple[_Segment, str]] = []
+        for seg in (probation, protected):  # LRU end of main, probation first
+            for victim in seg.entries:
+                if need <= 0:
+                    break
+                victims.append((seg, victim))
+                need -= seg.sizes[victim]
+        if need > 0 or not self._sketch.admit(key, [v for _, v in victims]):
+            del self._index[key]
+            self.rejected += 1
+            self.evictions += 1
+            return
+        for seg, victim in victims:
+            self._evict(seg, victim)
+        probation.add(key, variants, size)
+        self._index[key] = probation
+        self.admitted += 1
+        if len(self._index) > self._sketch.expected_objects:
+            self._grow_sketch()
+
+    def _grow_sketch(self) -> None:
+        """Size the sketch for twice the entries now held; what it learned is lost
+        [Caffeine ``ensureCapacity``]: it happens a few times while the store fills."""
+        self._sketch = TinyLfu(2 * len(self._index))

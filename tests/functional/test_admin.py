@@ -35,16 +35,20 @@ async def test_admin_metrics_stats_and_health(aiohttp_server, origin_server, htt
     assert m['tiercdn_requests_total{outcome="miss"}'] == 1
     assert m['tiercdn_response_bytes_total{source="cache"}'] == len(body)
     assert m['tiercdn_response_bytes_total{source="upstream"}'] == len(body)
-    assert m['tiercdn_upstream_requests_total{result="2xx"}'] == 1
+    parent = url_of(origin_server)
+    assert m[f'tiercdn_upstream_requests_total{{parent="{parent}",result="2xx"}}'] == 1
+    assert m[f'tiercdn_breaker_state{{parent="{parent}"}}'] == 0
     assert m["tiercdn_upstream_bytes_total"] == len(body)
     assert m["tiercdn_store_objects"] == 1 and m["tiercdn_store_bytes"] > len(body)
-    assert m["tiercdn_fills_in_flight"] == 0
+    assert m["tiercdn_fills_in_flight"] == 0 and m["tiercdn_misses_in_flight"] == 0
+    assert m['tiercdn_admission_total{decision="reject"}'] == 0
     assert m['tiercdn_first_byte_seconds_count{outcome="hit"}'] == 1
     async with http.get(admin + "/stats") as r:
         stats = await r.json()
     assert stats["name"] == "regional-1" and stats["objects"] == 1
     assert stats["hit_ratio"] == 0.5
-    assert stats["requests"]["hit"] == 1 and stats["upstreams"] == [url_of(origin_server)]
+    assert stats["requests"]["hit"] == 1
+    assert stats["upstreams"] == {url_of(origin_server): "closed"}
     async with http.get(admin + "/healthz") as r:
         assert r.status == 200 and await r.text() == "ok\n"
 

@@ -833,3 +833,21 @@ def test_if_range_matches_table(if_range, response, expected):
 def test_module_exports_resolve():
     """Every name in __all__ exists."""
     assert all(hasattr(cp, name) for name in cp.__all__)
+
+
+@pytest.mark.parametrize(
+    ("cc", "expected"),
+    [
+        ("max-age=10", cp.StaleRules(False, None, None)),
+        ("max-age=10, stale-while-revalidate=30", cp.StaleRules(False, 30.0, None)),
+        ("max-age=10, stale-if-error=600", cp.StaleRules(False, None, 600.0)),
+        ("max-age=10, must-revalidate, stale-if-error=600", cp.StaleRules(True, None, 600.0)),
+        ("s-maxage=10", cp.StaleRules(True, None, None)),
+        ("no-cache", cp.StaleRules(True, None, None)),
+        ("proxy-revalidate", cp.StaleRules(True, None, None)),
+        ("stale-while-revalidate=junk", cp.StaleRules(False, None, None)),
+    ],
+)
+def test_stale_rules(cc, expected):
+    """RFC 9111 §4.2.4 forbids serving stale; RFC 5861 windows are read as given."""
+    assert cp.stale_rules(hdrs(f"Cache-Control: {cc}")) == expected

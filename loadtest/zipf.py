@@ -1,0 +1,474 @@
+"""Cache admission under a Zipf workload: LRU vs TinyLFU at a real edge.
+
+``python -m loadtest.zipf`` makes a catalog of ``--objects`` objects with
+lognormal body sizes (median 8 KiB, clipped to 2–64 KiB), writes them as
+``.m4s`` media segments of one title (so the origin marks them ``immutable``
+with a year of freshness: every edge miss is a capacity miss, never an
+expiry), and for each ``--alpha`` draws one Zipf(α) trace of ``--requests``
+requests. The SAME trace is replayed over HTTP through a fresh
+origin → regional → edge topology once with ``--admission lru`` and once with
+``--admission tinylfu``; the edge's hits are counted from ``Cache-Status``
+(``edge-1; hit``). On the same trace it also computes, offline, the same two
+policies run in-process against ``MemoryStore``, a static cache of the most
+requested objects (an oracle's top-K by request count, filled in count order
+within the budget) and an approximation of Belady's optimum (on a miss, keep
+the newcomer, then evict whatever is next used furthest in the future,
+newcomer included; with unequal sizes that is a heuristic, not the optimum).
+
+Fair sizes: the store charges ``CachedObject.size`` (body + stored headers +
+256 bytes of bookkeeping), not the body. The per-object overhead is measured
+once over HTTP (an extra probe object, fetched through an edge, against the
+edge's ``/stats`` bytes) and every offline model charges body + that
+overhead; the edge budget is ``--cache-fraction`` of the catalog's charged
+bytes. Object hit ratio counts requests; byte hit ratio counts body bytes.
+
+Invariants:
+
+- Bounded: ``--requests`` per run and ``--max-seconds`` per HTTP replay (a
+  replay cut short is flagged ``truncated``); every subprocess wait has a
+  timeout. Only loopback, only ports from the OS (``Topology.start``).
+- Deterministic: the catalog and each trace come from ``--seed``; the
+  in-process sketch depends on ``hash`` of ``str`` keys, so the offline
+  TinyLFU figure may move slightly between runs unless PYTHONHASHSEED is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import heapq
+import itertools
+import json
+import math
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from loadtest.topology import Topology, TopologyError
+from shared.store import CachedObject, MemoryStore
+
+__all__ = [
+    "Ratio",
+    "belady",
+    "make_catalog",
+    "make_trace",
+    "main",
+    "replay",
+    "simulate_store",
+    "static_top_k",
+]
+
+SEED = 20240607
+TITLE = "zipf"
+EDGE_HIT = "edge-1; hit"
+POLICIES = ("lru", "tinylfu")
+KIB = 1024
+MEDIAN_BYTES = 8 * KIB
+SIGMA = 0.75
+ASSUMED_OVERHEAD = 620  # bytes per object if not measured (--offline); measured ≈ this
+_STORE_OVERHEAD = 256  # CachedObject.size's bookkeeping charge (shared/store/memory.py)
+_PAD = "X-Pad"
+
+
+@dataclasses.dataclass
+class Ratio:
+    """Hits of one policy over one trace, by request and by body byte."""
+
+    requests: int = 0
+    hits: int = 0
+    bytes: int = 0
+    hit_bytes: int = 0
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def count(self, size: int, hit: bool) -> None:
+        self.requests += 1
+        self.bytes += size
+        if hit:
+            self.hits += 1
+            self.hit_bytes += size
+
+    @property
+    def objects(self) -> float:
+        return self.hits / self.requests if self.requests else 0.0
+
+    @property
+    def byte_ratio(self) -> float:
+        return self.hit_bytes / self.bytes if self.bytes else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "hits": self.hits,
+            "object_hit_ratio": round(self.objects, 4),
+            "byte_hit_ratio": round(self.byte_ratio, 4),
+            **self.extra,
+        }
+
+
+# -- workload -----------------------------------------------------------------------
+
+
+def make_catalog(objects: int, seed: int, low: int = 2 * KIB, high: int = 64 * KIB) -> list[int]:
+    """Body sizes of ``objects`` objects: lognormal around 8 KiB, clipped to [low, high]."""
+    rng = random.Random(f"{seed}-sizes")
+    mu = math.log(MEDIAN_BYTES)
+    return [min(high, max(low, round(rng.lognormvariate(mu, SIGMA)))) for _ in range(objects)]
+
+
+def make_trace(objects: int, alpha: float, requests: int, seed: int) -> list[int]:
+    """``requests`` object ids drawn from Zipf(``alpha``); popularity is independent of
+    id (and so of size): rank r maps to a seeded permutation of the ids."""
+    rng = random.Random(f"{seed}-trace-{alpha}")
+    ids = list(range(objects))
+    rng.shuffle(ids)
+    cum = list(itertools.accumulate((r + 1) ** -alpha for r in range(objects)))
+    return [ids[r] for r in rng.choices(range(objects), cum_weights=cum, k=requests)]
+
+
+def path_of(oid: int) -> str:
+    return f"/{TITLE}/obj-{oid:05d}.m4s"
+
+
+def write_library(root: Path, sizes: Sequence[int], seed: int) -> int:
+    """One title folder of ``.m4s`` files; a probe object (id ``len(sizes)``) too.
+    Returns the probe's size. No manifest: nothing for the edge to prefetch by."""
+    rng = random.Random(f"{seed}-bytes")
+    block = rng.randbytes(max(sizes) + MEDIAN_BYTES)
+    folder = root / TITLE
+    folder.mkdir(parents=True)
+    for oid, size in enumerate([*sizes, MEDIAN_BYTES]):
+        (root / path_of(oid).lstrip("/")).write_bytes(block[oid % MEDIAN_BYTES :][:size])
+    return MEDIAN_BYTES
+
+
+# -- offline models -----------------------------------------------------------------
+
+
+def simulate_store(
+    trace: Sequence[int], sizes: Sequence[int], overhead: int, capacity: int, policy: str
+) -> Ratio:
+    """Replay ``trace`` against an in-process ``MemoryStore``: lookup, and put on a miss,
+    as the proxy does. Each object is charged body + ``overhead`` bytes."""
+    store = MemoryStore(capacity, policy=policy)
+    pad = CIMultiDictProxy(CIMultiDict({_PAD: "x" * (overhead - _STORE_OVERHEAD - len(_PAD))}))
+    ratio = Ratio()
+    for oid in trace:
+        key = path_of(oid)
+        hit = bool(store.lookup(key))
+        ratio.count(sizes[oid], hit)
+        if not hit:
+            store.put(_object(key, sizes[oid], pad))
+    ratio.extra = {"evictions": store.evictions}
+    if policy != "lru":
+        ratio.extra |= {"admitted": store.admitted, "rejected": store.rejected}
+    return ratio
+
+
+def _object(key: str, size: int, headers: CIMultiDictProxy[str]) -> CachedObject:
+    return CachedObject(
+        key=key,
+        vary_names=(),
+        vary_key=(),
+        status=200,
+        headers=headers,
+        body=bytes(size),
+        request_time=0.0,
+        response_time=0.0,
+        lifetime=1e9,
+        initial_age=0.0,
+        must_validate=False,
+    )
+
+
+def static_top_k(trace: Sequence[int], sizes: Sequence[int], overhead: int, capacity: int) -> Ratio:
+    """An oracle's static cache: the most requested objects of the whole trace, taken in
+    request-count order while they fit, cached from the first request."""
+    counts = Counter(trace)
+    cached, used = set(), 0
+    for oid, _ in counts.most_common():
+        if used + sizes[oid] + overhead <= capacity:
+            cached.add(oid)
+            used += sizes[oid] + overhead
+    ratio = Ratio()
+    for oid in trace:
+        ratio.count(sizes[oid], oid in cached)
+    ratio.extra = {"objects_cached": len(cached)}
+    return ratio
+
+
+def belady(trace: Sequence[int], sizes: Sequence[int], overhead: int, capacity: int) -> Ratio:
+    """Size-aware approximation of Belady's MIN: on a miss, add the object, then evict the
+    cached object next used furthest in the future (the newcomer too, i.e. bypass)."""
+    never = len(trace)
+    following = [never] * len(trace)  # index of the next request of the same object
+    last: dict[int, int] = {}
+    for i in range(len(trace) - 1, -1, -1):
+        following[i] = last.get(trace[i], never)
+        last[trace[i]] = i
+    next_use: dict[int, int] = {}  # cached object -> index of its next request
+    heap: list[tuple[int, int]] = []  # (-next use, object); stale entries skipped lazily
+    used = 0
+    ratio = Ratio()
+    for i, oid in enumerate(trace):
+        hit = oid in next_use
+        ratio.count(sizes[oid], hit)
+        if not hit:
+            used += sizes[oid] + overhead
+        next_use[oid] = following[i]
+        heapq.heappush(heap, (-following[i], oid))
+        while used > capacity:
+            neg, victim = heapq.heappop(heap)
+            if next_use.get(victim) == -neg:
+                del next_use[victim]
+                used -= sizes[victim] + overhead
+    return ratio
+
+
+# -- HTTP ---------------------------------------------------------------------------
+
+
+async def replay(
+    base: str, trace: Sequence[int], sizes: Sequence[int], concurrency: int, max_seconds: float
+) -> Ratio:
+    """GET every object of ``trace`` from ``base`` in order, ``concurrency`` in flight;
+    a hit is a response whose ``Cache-Status`` has ``edge-1; hit``."""
+    loop = asyncio.get_running_loop()
+    ratio, errors = Ratio(), Counter[str]()
+    position = iter(range(len(trace)))
+    deadline = loop.time() + max_seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    started = loop.time()
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker() -> None:
+            for i in position:
+                if loop.time() > deadline:
+                    return
+                oid = trace[i]
+                try:
+                    async with session.get(base + path_of(oid)) as resp:
+                        body = await resp.read()
+                        status = resp.headers.get("Cache-Status", "")
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    errors[type(exc).__name__] += 1
+                    continue
+                if resp.status != 200 or len(body) != sizes[oid]:
+                    errors[f"status {resp.status}" if resp.status != 200 else "short body"] += 1
+                    continue
+                ratio.count(sizes[oid], EDGE_HIT in status)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    seconds = loop.time() - started
+    ratio.extra = {
+        "errors": dict(errors),
+        "seconds": round(seconds, 2),
+        "requests_per_second": round(ratio.requests / seconds, 1) if seconds else None,
+        "truncated": ratio.requests + sum(errors.values()) < len(trace),
+    }
+    return ratio
+
+
+def _stats(admin_url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(admin_url + "/stats", timeout=5) as resp:
+        data: dict[str, Any] = json.load(resp)
+    return data
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body: bytes = resp.read()
+    return body
+
+
+def measure_overhead(library: Path, probe: int, probe_size: int) -> int:
+    """Bytes an edge charges per object beyond its body: one probe object, fetched twice
+    through a fresh topology, against the edge's stored bytes."""
+    with Topology.start(library) as top:
+        for _ in range(2):
+            _get(top.edge.url + path_of(probe))
+        stats = _stats(top.edge.admin_url)
+    if stats.get("objects") != 1:
+        raise RuntimeError(f"probe: expected 1 object at the edge, got {stats}")
+    return int(stats["bytes"]) - probe_size
+
+
+def run_http(
+    library: Path,
+    policy: str,
+    trace: Sequence[int],
+    sizes: Sequence[int],
+    capacity: int,
+    ns: argparse.Namespace,
+) -> Ratio:
+    """Replay ``trace`` through a fresh topology whose edge runs ``policy``."""
+    edge = ("--admission", policy, "--cache-bytes", str(capacity), "--max-object-bytes", "1MiB")
+    with Topology.start(library, tier_args={"edge": edge}) as top:
+        ratio = _run(replay(top.edge.url, trace, sizes, ns.concurrency, ns.max_seconds))
+        top.check_alive()
+        stats = _stats(top.edge.admin_url)
+    keep = ("objects", "bytes", "capacity_bytes", "evictions", "admitted", "rejected")
+    ratio.extra["edge_stats"] = {k: stats[k] for k in keep if k in stats}
+    return ratio
+
+
+def _run(coro: Any) -> Ratio:
+    try:
+        import uvloop
+
+        result: Ratio = uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        result = asyncio.run(coro)
+    return result
+
+
+# -- report -------------------------------------------------------------------------
+
+
+def targets(rows: dict[str, Ratio], alpha: float) -> dict[str, Any]:
+    """TinyLFU beats LRU; at α = 0.8 it closes at least half of the LRU → Belady gap."""
+    lru, tiny, best = rows["lru"].objects, rows["tinylfu"].objects, rows["belady"].objects
+    gap = (tiny - lru) / (best - lru) if best > lru else None
+    out: dict[str, Any] = {"beats_lru": tiny > lru, "gap_closed": gap and round(gap, 3)}
+    if math.isclose(alpha, 0.8):
+        out["closes_half_gap"] = gap is not None and gap >= 0.5
+    out["met"] = out["beats_lru"] and out.get("closes_half_gap", True)
+    return out
+
+
+def print_table(alpha: float, rows: dict[str, Ratio], goal: dict[str, Any], source: str) -> None:
+    print(f"\nZipf alpha={alpha:g}")
+    print(f"{'policy':<22} {'object hit':>10} {'byte hit':>9}  notes")
+    for name, r in rows.items():
+        notes = " ".join(
+            f"{k}={v}" for k, v in r.extra.items() if k not in ("edge_stats", "errors") and v
+        )
+        if r.extra.get("errors"):
+            notes += f" errors={r.extra['errors']}"
+        print(f"{name:<22} {r.objects:>10.3f} {r.byte_ratio:>9.3f}  {notes}")
+    gap = goal["gap_closed"]
+    line = f"targets ({source}): tinylfu > lru: {'yes' if goal['beats_lru'] else 'NO'}"
+    line += f"; gap lru->belady closed: {gap if gap is not None else '-'}"
+    if "closes_half_gap" in goal:
+        line += f" (>= 0.5: {'yes' if goal['closes_half_gap'] else 'NO'})"
+    print(line, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.zipf",
+        description="Edge hit ratio under Zipf: --admission lru vs tinylfu, Belady, top-K.",
+    )
+    p.add_argument("--objects", type=int, default=10_000, help="catalog size (default 10000)")
+    p.add_argument("--requests", type=int, default=100_000, help="trace length per alpha")
+    p.add_argument(
+        "--alpha", type=float, action="append", help="Zipf exponent, repeatable (0.8 and 1.0)"
+    )
+    p.add_argument("--cache-fraction", type=float, default=0.05, help="of catalog bytes")
+    p.add_argument("--concurrency", type=int, default=12, help="requests in flight")
+    p.add_argument("--max-seconds", type=float, default=240.0, help="cap per HTTP replay")
+    p.add_argument("--offline", action="store_true", help="skip HTTP: in-process models only")
+    p.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
+    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--json", type=Path, default=Path("reports/zipf.json"), help="summary")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = _parser().parse_args(argv)
+    alphas = ns.alpha or [0.8, 1.0]
+    if ns.objects < 10 or ns.requests < 1 or ns.concurrency < 1 or ns.max_seconds <= 0:
+        raise SystemExit("error: --objects >= 10, --requests, --concurrency, --max-seconds > 0")
+    if not 0 < ns.cache_fraction < 1 or any(a <= 0 for a in alphas):
+        raise SystemExit("error: --cache-fraction in (0, 1) and --alpha > 0")
+    sizes = make_catalog(ns.objects, ns.seed)
+    load_before = os.getloadavg()
+    results = []
+    met = True
+    try:
+        with tempfile.TemporaryDirectory(prefix="tiercdn-zipf-") as tmp:
+            library = Path(tmp)
+            probe_size = write_library(library, sizes, ns.seed)
+            if ns.offline:
+                overhead, source = ASSUMED_OVERHEAD, "assumed"
+            else:
+                overhead, source = measure_overhead(library, len(sizes), probe_size), "measured"
+            charged = sum(sizes) + overhead * len(sizes)
+            capacity = int(charged * ns.cache_fraction)
+            print(
+                f"{ns.objects} objects, {sum(sizes) / 1e6:.1f} MB of bodies, "
+                f"{charged / 1e6:.1f} MB charged ({overhead} B/object {source}); "
+                f"cache {capacity / 1e6:.2f} MB = {ns.cache_fraction:.1%}; "
+                f"{ns.requests} requests per alpha",
+                flush=True,
+            )
+            for alpha in alphas:
+                trace = make_trace(ns.objects, alpha, ns.requests, ns.seed)
+                offline: dict[str, Ratio] = {
+                    p: simulate_store(trace, sizes, overhead, capacity, p) for p in POLICIES
+                }
+                offline["static_top_k"] = static_top_k(trace, sizes, overhead, capacity)
+                offline["belady"] = belady(trace, sizes, overhead, capacity)
+                http: dict[str, Ratio] = {}
+                if not ns.offline:
+                    for p in POLICIES:
+                        http[p] = run_http(library, p, trace, sizes, capacity, ns)
+                primary = http or offline
+                goal = targets({**offline, **primary}, alpha)
+                met = met and goal["met"]
+                rows = {f"{p} (http)": r for p, r in http.items()}
+                rows |= {(f"{p} (offline)" if p in POLICIES else p): r for p, r in offline.items()}
+                print_table(alpha, rows, goal, "http" if http else "offline")
+                results.append(
+                    {
+                        "alpha": alpha,
+                        "http": {p: r.summary() for p, r in http.items()},
+                        "offline": {p: r.summary() for p, r in offline.items()},
+                        "targets": goal,
+                    }
+                )
+    except (TopologyError, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    summary = {
+        "scenario": "zipf",
+        "primary": "offline" if ns.offline else "http",
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(ns).items()},
+        "catalog": {
+            "objects": ns.objects,
+            "body_bytes": sum(sizes),
+            "overhead_bytes_per_object": overhead,
+            "overhead_source": source,
+            "charged_bytes": charged,
+            "cache_bytes": capacity,
+        },
+        "results": results,
+        "targets_met": met,
+        "host": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    }
+    ns.json.parent.mkdir(parents=True, exist_ok=True)
+    ns.json.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\ntargets met: {'yes' if met else 'NO'}\nwrote {ns.json}")
+    return 2 if ns.strict and not met else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Cache admission: a TinyLFU frequency sketch with a doorkeeper.
+
+Pure: no clock, no I/O, no randomness. The store calls ``record`` on every
+client lookup and ``admit`` when an object wants room in a full cache; the
+policy only names a verdict, the store evicts [Ristretto ``policy.Add``].
+
+- Count-min sketch: 4 rows of one-byte counters saturating at 15 (TinyLFU's
+  4-bit counters), indexed by double hashing of ``hash(key)``
+  [Kirsch & Mitzenmacher 2006], updated conservatively (only the rows that
+  hold the minimum grow), so collisions inflate estimates less.
+- Doorkeeper: a Bloom filter in front of the sketch. A key's first sighting
+  sets its bits only, so one-hit wonders never reach the counters
+  [Einziger et al., TinyLFU §3.4.2].
+- Reset: after ``sample_size`` = 10 x ``expected_objects`` records, every
+  counter and the sample count are halved and the doorkeeper is cleared, so
+  old popularity fades [TinyLFU §3.3].
+- Estimates are deterministic within a process only: builtin ``hash`` of a
+  ``str`` is salted per process (PYTHONHASHSEED).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+
+__all__ = ["TinyLfu"]
+
+MAX_COUNT = 15  # saturation of one counter (4 bits' worth)
+SAMPLE_FACTOR = 10  # records per expected object between resets [TinyLFU: W/C]
+_HALF = bytes(i >> 1 for i in range(256))  # bytearray.translate halves a row in C
+_MASK64 = (1 << 64) - 1
+_MIX = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads hash(int) == int over 64 bits
+_MIX2 = 0xBF58476D1CE4E5B9  # splitmix64: a second, independent hash for the doorkeeper
+_DOOR_BITS_PER_OBJECT = 32  # ~3 bits per sampled record: few false "seen before"
+
+
+def _pow2(n: int) -> int:
+    """The smallest power of two >= ``n`` (at least 2)."""
+    return 1 << max(n - 1, 1).bit_length()
+
+
+class TinyLfu:
+    """Approximate access frequency of keys, for admit-or-reject decisions."""
+
+    def __init__(self, expected_objects: int, *, sample_factor: int = SAMPLE_FACTOR) -> None:
+        self.expected_objects = max(expected_objects, 16)
+        width = _pow2(self.expected_objects)
+        self._mask = width - 1
+        # guarded by: single event loop (the store's caller)
+        self._rows = [bytearray(width) for _ in range(4)]
+        door_bits = _pow2(self.expected_objects * _DOOR_BITS_PER_OBJECT)
+        self._door_mask = door_bits - 1
+        self._door = bytearray(door_bits // 8)
+        self.sample_size = sample_factor * self.expected_objects
+        self._samples = 0
+        self.resets = 0
+
+    def record(self, key: Hashable) -> None:
+        """Count one access to ``key``; halve everything once the sample is full."""
+        h = (hash(key) * _MIX) & _MASK64
+        if self._door_add(h):
+            a, b, m = h & 0xFFFFFFFF, (h >> 32) | 1, self._mask
+            r0, r1, r2, r3 = self._rows
+            i0, i1, i2, i3 = a & m, (a + b) & m, (a + 2 * b) & m, (a + 3 * b) & m
+            c0, c1, c2, c3 = r0[i0], r1[i1], r2[i2], r3[i3]
+            low = min(c0, c1, c2, c3)
+            if low < MAX_COUNT:  # conservative update: raise only the minimum rows
+                if c0 == low:
+                    r0[i0] = low + 1
+                if c1 == low:
+                    r1[i1] = low + 1
+                if c2 == low:
+                    r2[i2] = low + 1
+                if c3 == low:
+                    r3[i3] = low + 1
+        self._samples += 1
+        if self._samples >= self.sample_size:
+            self._reset()
+
+    def estimate(self, key: Hashable) -> int:
+        """Approximate recent accesses of ``key`` (0 … ``MAX_COUNT`` + 1)."""
+        h = (hash(key) * _MIX) & _MASK64
+        if not self._door_has(h):
+            return 0  # counters only grow past the doorkeeper, and both are reset together
+        a, b, m = h & 0xFFFFFFFF, (h >> 32) | 1, self._mask
+        r0, r1, r2, r3 = self._rows
+        return 1 + min(r0[a & m], r1[(a + b) & m], r2[(a + 2 * b) & m], r3[(a + 3 * b) & m])
+
+    def admit(self, candidate: Hashable, victims: Iterable[Hashable]) -> bool:
+        """Should ``candidate`` replace all of ``victims``? Only if it beats the strongest.
+
+        Ties reject: the incumbent has already paid its way in [Caffeine ``admit``].
+        Size-awareness is the caller's: it names every victim the candidate displaces."""
+        freq = self.estimate(candidate)
+        return all(freq > self.estimate(v) for v in victims)
+
+    def _door_bits(self, h: int) -> tuple[int, int]:
+        g = ((h ^ (h >> 31)) * _MIX2) & _MASK64
+        return g & self._door_mask, (g >> 32) & self._door_mask
+
+    def _door_has(self, h: int) -> bool:
+        door = self._door
+        x, y = self._door_bits(h)
+        return bool(door[x >> 3] & (1 << (x & 7)) and door[y >> 3] & (1 << (y & 7)))
+
+    def _door_add(self, h: int) -> bool:
+        """Set ``h``'s bits; True if they were all set already (seen before)."""
+        door = self._door
+        x, y = self._door_bits(h)
+        bx, by = 1 << (x & 7), 1 << (y & 7)
+        seen = bool(door[x >> 3] & bx and door[y >> 3] & by)
+        door[x >> 3] |= bx
+        door[y >> 3] |= by
+        return seen
+
+    def _reset(self) -> None:
+        self._rows = [row.translate(_HALF) for row in self._rows]
+        self._door = bytearray(len(self._door))
+        self._samples //= 2
+        self.resets += 1
+
+    def __repr__(self) -> str:
+        return (
+            f"<TinyLfu width={self._mask + 1} samples={self._samples}/{self.sample_size} "
+            f"resets={self.resets}>"
+        )

@@ -1,0 +1,199 @@
+"""Client responses of a cache node, built in one place.
+
+From a stored object (hit or stale), from a fill (streamed as it grows), from
+an upstream pass-through, or a short error. Each applies the reader's own
+conditionals (304) and Range (206/416) to the whole object, and adds the
+node's ``Cache-Status`` member and ``Via``. A body cut short upstream aborts
+the client's connection: a short body must never look complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from shared.cachepolicy import (
+    RangeKind,
+    end_to_end,
+    evaluate_conditionals,
+    if_range_matches,
+    parse_range,
+)
+from shared.errors import UpstreamError
+from shared.fills import Fill, FillHead, FillReader
+from shared.metrics import Metrics
+from shared.store import CachedObject
+from shared.upstream import UpstreamResponse
+
+__all__ = ["Responder"]
+
+log = logging.getLogger(__name__)
+
+# Fields a 304 carries (RFC 9110 §15.4.5).
+_NOT_MODIFIED = frozenset(
+    {"etag", "last-modified", "cache-control", "expires", "vary", "date"}
+    | {"content-location", "age", "cache-status", "via"}
+)
+_DETAIL = {502: "bad-gateway", 503: "unavailable", 504: "timeout"}
+
+
+class Responder:
+    """Builds the responses of the node called ``name``."""
+
+    def __init__(self, name: str, metrics: Metrics) -> None:
+        self.name = name
+        self.via = f"1.1 {name}"
+        self._bytes_cache = metrics.response_bytes.labels("cache")
+        self._bytes_upstream = metrics.response_bytes.labels("upstream")
+
+    def from_store(
+        self, request: web.Request, obj: CachedObject, age: float, member: str
+    ) -> web.Response:
+        """A stored object (fresh or stale) as 200/206/304/416; no await, no body copy."""
+        req_h = request.headers
+        status, body = obj.status, obj.body  # bytes: aiohttp writes them without a payload copy
+        if status == 200 and evaluate_conditionals(request.method, req_h, obj.headers):
+            return _not_modified(self._stored_headers(obj, CIMultiDict(obj.prepared), member, age))
+        content_range = None
+        if (
+            status == 200
+            and "Range" in req_h
+            and if_range_matches(req_h.get("If-Range"), obj.headers)
+        ):
+            r = parse_range(req_h["Range"], len(body))
+            if r.kind in (RangeKind.UNSATISFIABLE, RangeKind.INVALID):
+                headers = self._stored_headers(obj, CIMultiDict(obj.prepared), member, age)
+                return _unsatisfiable(headers, len(body))
+            if r.kind is RangeKind.PARTIAL:
+                status, content_range = 206, f"bytes {r.start}-{r.end}/{len(body)}"
+                body = body[r.start : r.end + 1]
+        self._bytes_cache.inc(0 if request.method == "HEAD" else len(body))
+        resp = web.Response(status=status, body=body, headers=obj.prepared)  # copies once
+        self._stored_headers(obj, resp.headers, member, age)
+        if content_range:
+            resp.headers["Content-Range"] = content_range
+        return resp
+
+    def _stored_headers(
+        self, obj: CachedObject, headers: CIMultiDict[str], member: str, age: float
+    ) -> CIMultiDict[str]:
+        headers["Age"] = str(int(age))
+        headers["Cache-Status"] = (
+            f"{obj.upstream_status}, {member}" if obj.upstream_status else member
+        )
+        headers["Via"] = f"{obj.upstream_via}, {self.via}" if obj.upstream_via else self.via
+        return headers
+
+    async def from_fill(
+        self, request: web.Request, reader: FillReader, head: FillHead, member: str
+    ) -> web.StreamResponse:
+        """Answer one reader from a fill: 304, 416, 206 or the whole body, streamed."""
+        headers = self.client_headers(head.headers, member)
+        req_h = request.headers
+        if head.status == 200 and evaluate_conditionals(request.method, req_h, head.headers):
+            return _not_modified(headers)
+        start, end, status = 0, head.content_length, head.status
+        ranged = status == 200 and "Range" in req_h
+        if ranged and if_range_matches(req_h.get("If-Range"), head.headers):
+            length = head.content_length
+            if length is None and reader.fill.retaining:  # chunked: known only at the end
+                length = await _drain(reader.fill)
+            if length is not None:  # else too large to wait for: whole object (RFC 9110 §14.2)
+                r = parse_range(req_h["Range"], length)
+                if r.kind in (RangeKind.UNSATISFIABLE, RangeKind.INVALID):
+                    return _unsatisfiable(headers, length)
+                if r.kind is RangeKind.PARTIAL:
+                    start, end, status = r.start, r.end + 1, 206
+                    headers["Content-Range"] = f"bytes {r.start}-{r.end}/{length}"
+        resp = web.StreamResponse(status=status, headers=headers)
+        if end is not None:
+            resp.content_length = end - start
+        await resp.prepare(request)
+        if request.method == "HEAD" or status in (204, 304):
+            return resp
+        sent = 0
+        try:
+            async with contextlib.aclosing(reader.read(start, end)) as body:
+                async for chunk in body:
+                    await resp.write(chunk)
+                    sent += len(chunk)
+        except UpstreamError as exc:
+            log.info("aborting a reader of %r after %d bytes: %s", reader.fill.key, sent, exc)
+            _abort(request)
+            return resp
+        finally:
+            self._bytes_upstream.inc(sent)
+        await resp.write_eof()
+        return resp
+
+    async def pass_through(
+        self, request: web.Request, up: UpstreamResponse, member: str
+    ) -> web.StreamResponse:
+        """Stream an upstream response to the client as it arrives (nothing stored)."""
+        resp = web.StreamResponse(status=up.status, headers=self.client_headers(up.headers, member))
+        resp.content_length = up.content_length
+        await resp.prepare(request)
+        try:
+            async for chunk in up.chunks():
+                await resp.write(chunk)
+                self._bytes_upstream.inc(len(chunk))
+        except UpstreamError as exc:
+            log.info("aborting %s %s: %s", request.method, request.path, exc)
+            _abort(request)
+            return resp
+        await resp.write_eof()
+        return resp
+
+    def client_headers(self, upstream: CIMultiDictProxy[str], member: str) -> CIMultiDict[str]:
+        """Upstream end-to-end headers with this node's Cache-Status member and Via."""
+        headers = end_to_end(upstream)
+        status = ", ".join(headers.popall("Cache-Status", []))
+        via = ", ".join(headers.popall("Via", []))
+        headers.popall("Content-Length", None)
+        headers["Cache-Status"] = f"{status}, {member}" if status else member
+        headers["Via"] = f"{via}, {self.via}" if via else self.via
+        return headers
+
+    def error(
+        self, status: int, message: str, member: str, retry_after: float | None = None
+    ) -> web.Response:
+        """A short, uncacheable error answer."""
+        headers = {"Cache-Status": member, "Cache-Control": "no-store", "Via": self.via}
+        if retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(retry_after)))
+        return web.Response(status=status, text=f"{status}: {message}\n", headers=headers)
+
+    @staticmethod
+    def detail(status: int) -> str:
+        """The Cache-Status ``detail`` naming an upstream failure."""
+        return _DETAIL.get(status, str(status))
+
+
+async def _drain(fill: Fill) -> int | None:
+    """The length of a retained fill once complete (raises its error); None if the
+    fill turns out too large to keep, as waiting for its end would then pin it."""
+    async with contextlib.aclosing(fill.read()) as body:
+        async for _ in body:
+            if not fill.retaining:
+                return None
+    return fill.size
+
+
+def _not_modified(headers: CIMultiDict[str]) -> web.Response:
+    kept = CIMultiDict((k, v) for k, v in headers.items() if k.lower() in _NOT_MODIFIED)
+    return web.Response(status=304, headers=kept)
+
+
+def _unsatisfiable(headers: CIMultiDict[str], length: int) -> web.Response:
+    headers.popall("Content-Type", None)
+    headers["Content-Range"] = f"bytes */{length}"
+    return web.Response(status=416, text="416: range not satisfiable\n", headers=headers)
+
+
+def _abort(request: web.Request) -> None:
+    """Cut the client's connection: a short body must never look complete."""
+    if request.transport is not None:
+        request.transport.abort()

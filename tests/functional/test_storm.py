@@ -1,0 +1,256 @@
+"""Miss storms: single flight across tiers, failures, shedding, budget, failover, stale."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from origin.app import METRICS_KEY
+from origin.app import make_app as make_origin_app
+from shared.outcome import Outcome
+from shared.proxy import NODE
+from tests.functional.conftest import Clock, url_of
+from tests.functional.rawserver import RawServer, head
+
+SEGMENT = "/sample/chunk-0-00002.m4s"
+
+
+@pytest.fixture
+async def slow_origin(aiohttp_server, origin_settings):
+    """The real origin, 200 ms before headers and 1 MiB/s per response."""
+    settings = dataclasses.replace(origin_settings, fault_delay=0.2, fault_rate=2**20)
+    app = make_origin_app(settings)
+    return app, await aiohttp_server(app)
+
+
+def origin_requests(origin_app: web.Application) -> int:
+    return int(origin_app[METRICS_KEY].stats()["requests"])
+
+
+async def test_storm_500_cold_requests_reach_origin_once(slow_origin, start_node, sample_library):
+    """500 concurrent cold requests: one upstream request per tier, all bodies identical."""
+    origin_app, origin = slow_origin
+    regional = await start_node("regional-1", url_of(origin))
+    edge = await start_node("edge-1", url_of(regional))
+    expected = (sample_library / SEGMENT.lstrip("/")).read_bytes()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+
+        async def fetch() -> bytes:
+            async with http.get(url_of(edge) + SEGMENT) as r:
+                assert r.status == 200
+                return await r.read()
+
+        bodies = await asyncio.gather(*[fetch() for _ in range(500)])
+    assert all(b == expected for b in bodies)
+    assert origin_requests(origin_app) == 1
+    assert regional.app[NODE].counts == {Outcome.MISS: 1}
+    counts = edge.app[NODE].counts
+    assert counts[Outcome.MISS] == 1 and counts.total() == 500
+
+
+async def test_storm_leader_disconnect_does_not_cancel_fill(
+    slow_origin, start_node, sample_library, http
+):
+    """The client that started a fill leaves mid-body; every other reader completes."""
+    origin_app, origin = slow_origin
+    edge = await start_node("edge-1", url_of(origin))
+    expected = (sample_library / SEGMENT.lstrip("/")).read_bytes()
+    host, port = url_of(edge).removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {SEGMENT} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    await reader.readuntil(b"\r\n\r\n")  # the leader has its head...
+
+    async def fetch() -> bytes:
+        async with http.get(url_of(edge) + SEGMENT) as r:
+            return await r.read()
+
+    others = [asyncio.get_running_loop().create_task(fetch()) for _ in range(10)]
+    await reader.readexactly(1000)
+    writer.transport.abort()  # ...and leaves mid-body
+    assert await asyncio.gather(*others) == [expected] * 10
+    assert origin_requests(origin_app) == 1
+    assert len(edge.app[NODE].store) == 1
+
+
+def reset_first_then_serve(body: bytes):
+    """A raw upstream that resets its first connection before the head, then serves."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = script.calls == 0  # type: ignore[attr-defined]
+        script.calls += 1  # type: ignore[attr-defined]
+        await asyncio.sleep(0.1)  # every reader joins before the head
+        if first:
+            writer.transport.abort()
+            return
+        writer.write(head(len(body)) + body)
+        await writer.drain()
+
+    script.calls = 0  # type: ignore[attr-defined]
+    return script
+
+
+async def test_storm_fill_failing_before_head_retried_once_on_one_fill(start_node, http):
+    """Readers of a fill that fails before its head move, together, to one new fill."""
+    body = b"z" * 50000
+    async with RawServer(reset_first_then_serve(body)).running() as upstream:
+        edge = await start_node("edge-1", upstream.url)
+
+        async def fetch() -> tuple[int, bytes]:
+            async with http.get(url_of(edge) + "/seg.m4s") as r:
+                return r.status, await r.read()
+
+        assert await asyncio.gather(*[fetch() for _ in range(30)]) == [(200, body)] * 30
+        assert upstream.requests == 2  # the failed fill and one retry, not 30
+
+
+async def test_storm_uncacheable_answers_are_not_serialised(upstream_app, start_node, http):
+    """Requests for an uncacheable URL go upstream side by side, not one after another."""
+    state = {"now": 0, "max": 0}
+
+    async def handler(request: web.Request) -> web.Response:
+        state["now"] += 1
+        state["max"] = max(state["max"], state["now"])
+        await asyncio.sleep(0.2)
+        state["now"] -= 1
+        return web.Response(body=b"personal", headers={"Cache-Control": "private"})
+
+    server = await upstream_app({"/me": handler})
+    edge = url_of(await start_node("edge-1", url_of(server)))
+    async with http.get(edge + "/me") as r:  # teaches the edge that /me is uncacheable
+        assert await r.read() == b"personal"
+
+    async def fetch() -> str:
+        async with http.get(edge + "/me") as r:
+            assert await r.read() == b"personal"
+            return r.headers["Cache-Status"]
+
+    statuses = await asyncio.gather(*[fetch() for _ in range(10)])
+    assert state["max"] == 10
+    assert all("fwd=bypass" in s for s in statuses)
+
+
+async def test_storm_misses_shed_with_retry_after_hits_never(slow_origin, start_node, http):
+    """With the fill cap reached, a new miss gets a fast 503 + Retry-After; hits still flow."""
+    _, origin = slow_origin
+    server = await start_node("edge-1", url_of(origin), max_fills=1)
+    node, edge = server.app[NODE], url_of(server)
+    async with http.get(edge + "/sample/init-0.mp4") as r:
+        assert r.status == 200
+    slow = asyncio.get_running_loop().create_task(http.get(edge + "/sample/chunk-1-00001.m4s"))
+    async with asyncio.timeout(5):
+        while "/sample/chunk-1-00001.m4s" not in node.fills:  # it holds the only slot
+            await asyncio.sleep(0.005)
+    async with http.get(edge + "/sample/chunk-1-00002.m4s") as r:
+        assert r.status == 503
+        assert r.headers["Retry-After"] == "1"
+        assert r.headers["Cache-Status"] == "edge-1; fwd=uri-miss; detail=shed_fills"
+    async with http.get(edge + "/sample/init-0.mp4") as r:
+        assert r.status == 200 and "edge-1; hit" in r.headers["Cache-Status"]
+    async with await slow as r:
+        assert r.status == 200
+
+
+async def test_storm_origin_budget_503_then_stale_if_busy(upstream_app, start_node, http):
+    """A spent origin budget answers 503 + Retry-After fast, or a stale copy if one exists."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=request.path.encode(), headers={"Cache-Control": "max-age=1"})
+
+    server = await upstream_app({"/{name}": handler})
+    clock = Clock(time.time())
+    regional = url_of(
+        await start_node(
+            "regional-1", url_of(server), clock=clock,
+            origin_rate=0.01, origin_burst=1, origin_wait=0.1,
+        )
+    )  # fmt: skip
+    async with http.get(regional + "/a") as r:  # takes the only token
+        assert r.status == 200
+    started = time.monotonic()
+    async with http.get(regional + "/b") as r:
+        assert r.status == 503 and int(r.headers["Retry-After"]) >= 1
+        assert time.monotonic() - started < 1.0
+    clock.now += 5  # /a is stale now; the budget is still spent
+    async with http.get(regional + "/a") as r:
+        assert r.status == 200 and await r.read() == b"/a"
+        assert "detail=stale-if-busy" in r.headers["Cache-Status"]
+
+
+async def test_storm_breaker_opens_and_failover_to_next_parent(upstream_app, start_node, http):
+    """A failing parent is skipped once its breaker opens; requests succeed via the next."""
+
+    async def good(request: web.Request) -> web.Response:
+        return web.Response(body=b"ok", headers={"Cache-Control": "no-store"})
+
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.transport.abort()
+
+    healthy = await upstream_app({"/{name}": good})
+    async with RawServer(broken).running() as bad:
+        edge = await start_node(
+            "edge-1", [bad.url, url_of(healthy)], breaker_failures=3, breaker_cooldown=60.0
+        )
+        breaker = edge.app[NODE].upstream.breakers[bad.url]
+        for i in range(40):
+            async with http.get(url_of(edge) + f"/o{i}") as r:
+                assert r.status == 200 and await r.read() == b"ok"
+            if i == 19:
+                assert breaker.state.value == "open"
+                seen = bad.requests
+        assert bad.requests == seen  # not asked again while open
+
+
+async def test_storm_regional_stopped_edge_fails_over(
+    aiohttp_server, origin_server, start_node, http
+):
+    """A regional dies mid-run: cached objects never fail, new ones come via the other parent
+    or the origin directly."""
+    r1 = await start_node("regional-1", url_of(origin_server))
+    r2 = await start_node("regional-2", url_of(origin_server))
+    edge = await start_node(
+        "edge-1", [url_of(r1), url_of(r2)], fallback=url_of(origin_server), connect_timeout=0.5
+    )
+    cached = ["/sample/init-0.mp4", "/sample/chunk-0-00001.m4s", "/sample/chunk-0-00002.m4s"]
+    for path in cached:
+        async with http.get(url_of(edge) + path) as r:
+            assert r.status == 200
+    await r1.close()
+    for path in cached:
+        async with http.get(url_of(edge) + path) as r:
+            assert r.status == 200 and "edge-1; hit" in r.headers["Cache-Status"]
+    fresh = ["/sample/init-1.mp4", "/sample/init-2.mp4", "/sample/chunk-2-00001.m4s"]
+    fresh += [f"/sample/chunk-1-0000{n}.m4s" for n in (1, 2, 3)]
+    for path in fresh:
+        async with http.get(url_of(edge) + path) as r:
+            assert r.status == 200, path
+    await r2.close()
+    async with http.get(url_of(edge) + "/sample/chunk-2-00002.m4s") as r:
+        assert r.status == 200  # both regionals down: straight to the origin
+
+
+async def test_storm_origin_stopped_cached_objects_served_stale(
+    aiohttp_server, start_node, origin_settings, http, sample_library
+):
+    """With the origin gone, expired objects are still served, marked stale, at once."""
+    settings = dataclasses.replace(origin_settings, segment_max_age=10.0)
+    origin = await aiohttp_server(make_origin_app(settings))
+    clock = Clock(float(int(time.time())))
+    regional = await start_node("regional-1", url_of(origin), clock=clock, connect_timeout=0.5)
+    edge = await start_node("edge-1", url_of(regional), clock=clock)
+    expected = (sample_library / SEGMENT.lstrip("/")).read_bytes()
+    async with http.get(url_of(edge) + SEGMENT) as r:
+        assert await r.read() == expected
+    await origin.close()
+    clock.now += 60  # expired at both tiers
+    for _ in range(3):
+        started = time.monotonic()
+        async with http.get(url_of(edge) + SEGMENT) as r:
+            assert r.status == 200 and await r.read() == expected
+            assert "detail=stale-if-error" in r.headers["Cache-Status"]
+        assert time.monotonic() - started < 2.0
