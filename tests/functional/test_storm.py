@@ -135,24 +135,30 @@ async def test_storm_uncacheable_answers_are_not_serialised(upstream_app, start_
     assert all("fwd=bypass" in s for s in statuses)
 
 
-async def test_storm_misses_shed_with_retry_after_hits_never(slow_origin, start_node, http):
+async def test_storm_misses_shed_with_retry_after_hits_never(upstream_app, start_node, http):
     """With the fill cap reached, a new miss gets a fast 503 + Retry-After; hits still flow."""
-    _, origin = slow_origin
-    server = await start_node("edge-1", url_of(origin), max_fills=1)
-    node, edge = server.app[NODE], url_of(server)
-    async with http.get(edge + "/sample/init-0.mp4") as r:
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path == "/held.m4s":
+            arrived.set()
+            await release.wait()
+        return web.Response(body=b"x" * 1000, headers={"Cache-Control": "max-age=60"})
+
+    server = await upstream_app({"/{name}": handler})
+    edge = url_of(await start_node("edge-1", url_of(server), max_fills=1))
+    async with http.get(edge + "/hot.m4s") as r:
         assert r.status == 200
-    slow = asyncio.get_running_loop().create_task(http.get(edge + "/sample/chunk-1-00001.m4s"))
-    async with asyncio.timeout(5):
-        while "/sample/chunk-1-00001.m4s" not in node.fills:  # it holds the only slot
-            await asyncio.sleep(0.005)
-    async with http.get(edge + "/sample/chunk-1-00002.m4s") as r:
+    held = asyncio.get_running_loop().create_task(http.get(edge + "/held.m4s"))
+    await arrived.wait()  # that fill now holds the only slot
+    async with http.get(edge + "/cold.m4s") as r:
         assert r.status == 503
         assert r.headers["Retry-After"] == "1"
         assert r.headers["Cache-Status"] == "edge-1; fwd=uri-miss; detail=shed_fills"
-    async with http.get(edge + "/sample/init-0.mp4") as r:
+    async with http.get(edge + "/hot.m4s") as r:
         assert r.status == 200 and "edge-1; hit" in r.headers["Cache-Status"]
-    async with await slow as r:
+    release.set()
+    async with await held as r:
         assert r.status == 200
 
 
