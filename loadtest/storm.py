@@ -14,11 +14,13 @@ tier), errors, and the edge's peak RSS.
 Invariants:
 
 - The edge is measured, not the client: the client is its own process (on
-  uvloop), opens every keep-alive connection first and proves each one is
-  accepted with a warm-up hit on a tiny cached object, then writes all N
-  requests in one loop. Times are per connection, from its request's write
-  to the first and the last response byte. Every body is compared with the
-  file on disk as it streams (Content-Length or chunked); nothing is kept.
+  uvloop, raw ``asyncio.Protocol`` connections), opens every keep-alive
+  connection first and proves each one is accepted with a warm-up hit on a
+  tiny cached object (the temporary library's, or ``--warm-path``), then
+  writes all N requests in one loop. Times are per connection, from its
+  request's write to the first response byte (the head), the first body byte
+  and the last. Every body is compared with the file on disk as it streams
+  (Content-Length or chunked); nothing is kept.
 - Which request led is read from the edge's own ``Cache-Status`` member
   (no ``collapsed``); the client with the smallest TTFB stands in if that
   fails. Metrics and peak RSS are read just before the go and after the round.
@@ -341,7 +343,10 @@ def run_client(spec: ClientSpec, pipe: Connection) -> None:
 def _await(pipe: Connection, expect: str, timeout: float) -> Any:
     if not pipe.poll(timeout):
         raise RuntimeError(f"storm client sent no {expect!r} within {timeout:g}s")
-    kind, payload = pipe.recv()
+    try:
+        kind, payload = pipe.recv()
+    except EOFError:
+        raise RuntimeError(f"storm client exited before {expect!r}") from None
     if kind != expect:
         raise RuntimeError(f"storm client failed: {payload}")
     return payload
@@ -413,20 +418,19 @@ def storm_round(top: Topology, spec: ClientSpec) -> dict[str, Any]:
             proc.join(5)
     top.check_alive()
     row = summarise_round([Sample(**s) for s in result["samples"]], spec.clients)
-    row["connect_errors"] = result["errors"][:5]
-    row["errors"] += len(result["errors"])
+    row["errors"] += len(result["errors"])  # connections that never opened
+    grew = hwm_after - hwm_before if hwm_after and hwm_before else None
     row.update(
         path=spec.path,
         connected=ready["connected"],
+        connect_errors=result["errors"][:5],
         warm_errors=ready["warm_errors"],
         send_spread_ms=round(result["send_spread"] * 1000, 2),
         tiers=tier_counts(before, after),
         edge_hwm_before=hwm_before,
         edge_hwm_after=hwm_after,
-        edge_hwm_delta=(hwm_after - hwm_before) if hwm_after and hwm_before else None,
-        edge_hwm_delta_mib=round((hwm_after - hwm_before) / MIB, 2)
-        if hwm_after and hwm_before
-        else None,
+        edge_hwm_delta=grew,
+        edge_hwm_delta_mib=None if grew is None else round(grew / MIB, 2),
         edge_rss_after=rss_after,
     )
     return row
@@ -670,7 +674,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     if ns.clients < 1 or ns.rounds < 1 or ns.connect_concurrency < 1 or ns.timeout <= 0:
         raise SystemExit("error: --clients, --rounds, --connect-concurrency, --timeout > 0")
-    _raise_open_files_limit()
     load_before = os.getloadavg()
     origin_args = ("--fault-delay", ns.fault_delay, "--fault-rate", ns.fault_rate)
     print(

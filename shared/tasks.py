@@ -46,6 +46,11 @@ class TaskGroup:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    async def join(self) -> None:
+        """Wait for the tasks running now to finish (their errors are logged, not raised)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()

@@ -260,3 +260,88 @@ async def test_storm_origin_stopped_cached_objects_served_stale(
             assert r.status == 200 and await r.read() == expected
             assert "detail=stale-if-error" in r.headers["Cache-Status"]
         assert time.monotonic() - started < 2.0
+
+
+async def test_storm_stale_while_revalidate_serves_stale_and_refreshes_once(
+    upstream_app, start_node, http
+):
+    """Within stale-while-revalidate, stale copies are served at once and one refresh runs."""
+    calls: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        calls.append(request.headers.get("If-None-Match"))
+        await asyncio.sleep(0.05)
+        return web.Response(
+            body=f"v{len(calls)}".encode(),
+            headers={"Cache-Control": "max-age=10, stale-while-revalidate=60", "ETag": '"e"'},
+        )
+
+    clock = Clock(time.time())
+    server = await upstream_app({"/live.mpd": handler})
+    edge = await start_node("edge-1", url_of(server), clock=clock)
+    url = url_of(edge) + "/live.mpd"
+    async with http.get(url) as r:
+        assert await r.read() == b"v1"
+    clock.now += 20
+
+    async def fetch() -> tuple[bytes, str]:
+        async with http.get(url) as r:
+            return await r.read(), r.headers["Cache-Status"]
+
+    results = await asyncio.gather(*[fetch() for _ in range(10)])
+    assert all(body == b"v1" and "detail=stale-while-revalidate" in cs for body, cs in results)
+    node = edge.app[NODE]
+    async with asyncio.timeout(5):
+        await node.tasks.join()  # the one background refresh
+    assert calls == [None, '"e"']
+    async with http.get(url) as r:
+        assert await r.read() == b"v2" and "edge-1; hit" in r.headers["Cache-Status"]
+
+
+async def test_storm_high_bitrate_misses_shed_before_low_and_init(
+    upstream_app, start_node, http, sample_library
+):
+    """Learned from the MPD: the top rendition is shed first; base rendition and init go on."""
+    mpd = (sample_library / "sample" / "manifest.mpd").read_bytes()
+    release = asyncio.Event()
+    arrived: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path.endswith(".mpd"):
+            return web.Response(body=mpd, content_type="application/dash+xml",
+                                headers={"Cache-Control": "max-age=60"})  # fmt: skip
+        arrived.append(request.path)
+        await release.wait()
+        return web.Response(body=b"s", headers={"Cache-Control": "max-age=60"})
+
+    server = await upstream_app({"/sample/{name}": handler})
+    node_server = await start_node("edge-1", url_of(server), max_fills=4)
+    edge, node = url_of(node_server), node_server.app[NODE]
+    async with http.get(edge + "/sample/manifest.mpd") as r:
+        assert r.status == 200
+    loop = asyncio.get_running_loop()
+    held = [loop.create_task(http.get(edge + f"/sample/chunk-0-0000{n}.m4s")) for n in (1, 2)]
+    async with asyncio.timeout(5):
+        while len(arrived) < 2:  # noqa: ASYNC110 - the upstream counts arrivals
+            await asyncio.sleep(0.005)
+    statuses = {}
+    for path in ("chunk-1-00001.m4s", "chunk-0-00003.m4s", "init-1.mp4"):
+        task = loop.create_task(http.get(edge + "/sample/" + path))
+        await asyncio.sleep(0.05)
+        if task.done():
+            statuses[path] = (await task).status
+        else:
+            held.append(task)
+            statuses[path] = "in flight"
+    assert statuses == {
+        "chunk-1-00001.m4s": 503,  # top rendition: shed at half the fill cap
+        "chunk-0-00003.m4s": "in flight",  # base rendition: admitted up to the cap
+        "init-1.mp4": "in flight",  # init segments last
+    }
+    release.set()
+    for task in held:
+        async with await task as r:
+            assert r.status == 200
+    assert (
+        node.metrics.registry.get_sample_value("tiercdn_shed_total", {"reason": "shed_fills"}) == 1
+    )
