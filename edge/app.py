@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from edge.cors import install_cors
+from shared.proxy import NODE
 from shared.proxy import make_app as make_node_app
 from shared.settings import CacheSettings
 from shared.units import parse_size
@@ -25,5 +26,5 @@ def make_app(settings: CacheSettings) -> web.Application:
     """The engine plus the edge's policies (CORS for browser players)."""
     app = make_node_app(settings)
     if settings.cors_origin:
-        install_cors(app, settings.cors_origin)
+        install_cors(app, app[NODE].respond, settings.cors_origin)
     return app

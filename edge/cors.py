@@ -11,14 +11,17 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from shared.responses import Responder
+
 __all__ = ["install_cors"]
 
 EXPOSED = "Cache-Status, Age, Via, Content-Range, Content-Length, ETag, Date"
 PREFLIGHT_MAX_AGE = "86400"
 
 
-def install_cors(app: web.Application, allow_origin: str) -> None:
-    """Answer preflights and add CORS headers to every response of ``app``."""
+def install_cors(app: web.Application, responder: Responder, allow_origin: str) -> None:
+    """Answer preflights, and have ``responder`` add CORS fields to every response
+    (built into the headers it makes: no per-response hook on the hit path)."""
     cors_headers = {
         "Access-Control-Allow-Origin": allow_origin,
         "Access-Control-Expose-Headers": EXPOSED,
@@ -33,6 +36,7 @@ def install_cors(app: web.Application, allow_origin: str) -> None:
             return web.Response(
                 status=204,
                 headers={
+                    **cors_headers,
                     "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
                     "Access-Control-Allow-Headers": requested or "Range",
                     "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
@@ -40,8 +44,5 @@ def install_cors(app: web.Application, allow_origin: str) -> None:
             )
         return await handler(request)
 
-    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
-        response.headers.update(cors_headers)
-
+    responder.extra.update(cors_headers)
     app.middlewares.append(preflight)
-    app.on_response_prepare.append(add_headers)

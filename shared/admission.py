@@ -11,9 +11,12 @@ policy only names a verdict, the store evicts [Ristretto ``policy.Add``].
 - Doorkeeper: a Bloom filter in front of the sketch. A key's first sighting
   sets its bits only, so one-hit wonders never reach the counters
   [Einziger et al., TinyLFU §3.4.2].
-- Reset: after ``sample_size`` = 10 x ``expected_objects`` records, every
-  counter and the sample count are halved and the doorkeeper is cleared, so
-  old popularity fades [TinyLFU §3.3].
+- Reset: every ``sample_size`` = 10 x ``expected_objects`` records, every
+  counter is halved and the doorkeeper is cleared, so old popularity fades
+  [TinyLFU §3.3]. The sample count restarts at zero [Ristretto ``resetAt``]
+  rather than being halved [Caffeine], so every period is a full W: on a
+  static Zipf(0.8) catalog that closes 0.02 more of the LRU → Belady gap
+  (``loadtest/zipf.py``).
 - Estimates are deterministic within a process only: builtin ``hash`` of a
   ``str`` is salted per process (PYTHONHASHSEED).
 """
@@ -30,6 +33,7 @@ _HALF = bytes(i >> 1 for i in range(256))  # bytearray.translate halves a row in
 _MASK64 = (1 << 64) - 1
 _MIX = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads hash(int) == int over 64 bits
 _MIX2 = 0xBF58476D1CE4E5B9  # splitmix64: a second, independent hash for the doorkeeper
+_COUNTERS_PER_OBJECT = 4  # per row: few keys share all four counters [Caffeine: 16 in 4 rows]
 _DOOR_BITS_PER_OBJECT = 32  # ~3 bits per sampled record: few false "seen before"
 
 
@@ -43,7 +47,7 @@ class TinyLfu:
 
     def __init__(self, expected_objects: int, *, sample_factor: int = SAMPLE_FACTOR) -> None:
         self.expected_objects = max(expected_objects, 16)
-        width = _pow2(self.expected_objects)
+        width = _pow2(self.expected_objects * _COUNTERS_PER_OBJECT)
         self._mask = width - 1
         # guarded by: single event loop (the store's caller)
         self._rows = [bytearray(width) for _ in range(4)]
@@ -79,11 +83,10 @@ class TinyLfu:
     def estimate(self, key: Hashable) -> int:
         """Approximate recent accesses of ``key`` (0 … ``MAX_COUNT`` + 1)."""
         h = (hash(key) * _MIX) & _MASK64
-        if not self._door_has(h):
-            return 0  # counters only grow past the doorkeeper, and both are reset together
         a, b, m = h & 0xFFFFFFFF, (h >> 32) | 1, self._mask
         r0, r1, r2, r3 = self._rows
-        return 1 + min(r0[a & m], r1[(a + b) & m], r2[(a + 2 * b) & m], r3[(a + 3 * b) & m])
+        low = min(r0[a & m], r1[(a + b) & m], r2[(a + 2 * b) & m], r3[(a + 3 * b) & m])
+        return low + self._door_has(h)
 
     def admit(self, candidate: Hashable, victims: Iterable[Hashable]) -> bool:
         """Should ``candidate`` replace all of ``victims``? Only if it beats the strongest.
@@ -115,7 +118,7 @@ class TinyLfu:
     def _reset(self) -> None:
         self._rows = [row.translate(_HALF) for row in self._rows]
         self._door = bytearray(len(self._door))
-        self._samples //= 2
+        self._samples = 0
         self.resets += 1
 
     def __repr__(self) -> str:

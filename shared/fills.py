@@ -39,6 +39,11 @@ class FillHead:
     retain: bool  # the body will be kept whole (and stored if complete)
     request_headers: CIMultiDictProxy[str]  # the leader's, to check Vary for joiners
     revalidated: bool = False
+    # Client headers built once per fill and Cache-Status member, copied per reader:
+    # a storm's thousand joiners share one build [guarded by: single event loop].
+    client_headers: dict[str, CIMultiDictProxy[str]] = dataclasses.field(
+        default_factory=dict, compare=False
+    )
 
 
 class _Cursor:

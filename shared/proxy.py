@@ -130,6 +130,8 @@ class Node:
         self.fetches_in_flight = 0
         self._requests = {o: m.requests.labels(o.value) for o in Outcome}
         self._first_byte = {o: m.first_byte_seconds.labels(o.value) for o in Outcome}
+        self._leaders = m.fill_readers.labels("leader")
+        self._joiners = m.fill_readers.labels("joined")
         m.watch(self)
 
     async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
@@ -253,7 +255,7 @@ class Node:
                     outcome = Outcome.COALESCED
                 elif head.revalidated:
                     outcome = Outcome.REVALIDATED
-                self.metrics.fill_readers.labels("leader" if leader else "joined").inc()
+                (self._leaders if leader else self._joiners).inc()
                 member = cache_status_member(
                     self.name,
                     outcome,
@@ -556,6 +558,8 @@ def _is_manifest(key: str, headers: CIMultiDictProxy[str]) -> bool:
 
 def _same_variant(head: FillHead, req_h: CIMultiDictProxy[str]) -> bool:
     """May a joiner with ``req_h`` take the leader's response (RFC 9111 §4.1)?"""
+    if "Vary" not in head.headers:  # the common case: nothing to compare
+        return True
     names = vary_names(head.headers)
     if names is None:
         return False

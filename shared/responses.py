@@ -46,6 +46,7 @@ class Responder:
     def __init__(self, name: str, metrics: Metrics) -> None:
         self.name = name
         self.via = f"1.1 {name}"
+        self.extra: dict[str, str] = {}  # fields a tier adds to every response (edge: CORS)
         self._bytes_cache = metrics.response_bytes.labels("cache")
         self._bytes_upstream = metrics.response_bytes.labels("upstream")
 
@@ -73,6 +74,8 @@ class Responder:
         self._bytes_cache.inc(0 if request.method == "HEAD" else len(body))
         resp = web.Response(status=status, body=body, headers=obj.prepared)  # copies once
         self._stored_headers(obj, resp.headers, member, age)
+        if self.extra:
+            resp.headers.update(self.extra)
         if content_range:
             resp.headers["Content-Range"] = content_range
         return resp
@@ -80,6 +83,7 @@ class Responder:
     def _stored_headers(
         self, obj: CachedObject, headers: CIMultiDict[str], member: str, age: float
     ) -> CIMultiDict[str]:
+        headers.update(self.extra)
         headers["Age"] = str(int(age))
         headers["Cache-Status"] = (
             f"{obj.upstream_status}, {member}" if obj.upstream_status else member
@@ -91,7 +95,12 @@ class Responder:
         self, request: web.Request, reader: FillReader, head: FillHead, member: str
     ) -> web.StreamResponse:
         """Answer one reader from a fill: 304, 416, 206 or the whole body, streamed."""
-        headers = self.client_headers(head.headers, member)
+        built = head.client_headers.get(member)
+        if built is None:
+            built = head.client_headers[member] = CIMultiDictProxy(
+                self.client_headers(head.headers, member)
+            )
+        headers = CIMultiDict(built)
         req_h = request.headers
         if head.status == 200 and evaluate_conditionals(request.method, req_h, head.headers):
             return _not_modified(headers)
@@ -155,6 +164,7 @@ class Responder:
         headers.popall("Content-Length", None)
         headers["Cache-Status"] = f"{status}, {member}" if status else member
         headers["Via"] = f"{via}, {self.via}" if via else self.via
+        headers.update(self.extra)
         return headers
 
     def error(
@@ -162,6 +172,7 @@ class Responder:
     ) -> web.Response:
         """A short, uncacheable error answer."""
         headers = {"Cache-Status": member, "Cache-Control": "no-store", "Via": self.via}
+        headers.update(self.extra)
         if retry_after is not None:
             headers["Retry-After"] = str(max(1, round(retry_after)))
         return web.Response(status=status, text=f"{status}: {message}\n", headers=headers)
