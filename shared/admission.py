@@ -15,7 +15,7 @@ policy only names a verdict, the store evicts [Ristretto ``policy.Add``].
   counter is halved and the doorkeeper is cleared, so old popularity fades
   [TinyLFU §3.3]. The sample count restarts at zero [Ristretto ``resetAt``]
   rather than being halved [Caffeine], so every period is a full W: on a
-  static Zipf(0.8) catalog that closes 0.02 more of the LRU → Belady gap
+  static Zipf(0.8) catalog that closes 0.03 more of the LRU → Belady gap
   (``loadtest/zipf.py``).
 - Estimates are deterministic within a process only: builtin ``hash`` of a
   ``str`` is salted per process (PYTHONHASHSEED).

@@ -15,10 +15,17 @@ Two policies, both with entries in LRU lists (``OrderedDict``, oldest first):
   small LRU *window* (1 % of the budget) so brand-new objects (a fresh live
   segment) can be served at all. An entry pushed out of the window is a
   *candidate* for the *main* segment, an SLRU (probation, and protected:
-  90 % of main, reached by a hit in probation). If main lacks room, victims
+  80 % of main, reached by a hit in probation). If main lacks room, victims
   are gathered from its LRU end (probation, then protected) until the
   candidate fits, and ``TinyLfu.admit`` decides: the victims go, or the
   candidate does. A big candidate must beat every victim it displaces.
+  The window's share is reserved (main gets the rest), so the two together
+  never pass the budget. A replaced entry (new variant, revalidation) starts
+  again in the window. The sketch is sized for twice the entries held and
+  regrown as they grow; its few bytes per entry are not charged to the budget.
+
+``cachetools.LRUCache`` is not used: it evicts inside ``__setitem__`` and never
+shows the victims, and admission has to see them before anything is evicted.
 """
 
 from __future__ import annotations
@@ -38,9 +45,7 @@ _PER_RESPONSE = ("Age", "Cache-Status", "Via", "Content-Length", "Date")
 _OVERHEAD = 256  # bytes charged per object for bookkeeping
 POLICIES = ("lru", "tinylfu")
 _WINDOW = 0.01  # share of the budget for the admission window [Caffeine's initial 1 %]
-# Share of main for entries hit since admission. Caffeine uses 0.8; on Zipf(0.8)
-# 0.9 closes 0.02 more of the LRU → Belady gap: probation holds the doubtful.
-_PROTECTED = 0.9
+_PROTECTED = 0.8  # share of main for entries hit since admission [Caffeine]
 _SKETCH_MIN = 64  # objects the first sketch is sized for; it grows with the store
 
 
