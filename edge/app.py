@@ -19,6 +19,7 @@ DEFAULTS = {
     "cache_bytes": parse_size("256MiB"),
     "upstream": ("http://127.0.0.1:8081",),
     "cors_origin": "*",
+    "prefetch": 2,
 }
 
 

@@ -260,6 +260,9 @@ class FillTable:
         """A fill nobody else may join (Authorization, no-store, pass)."""
         return Fill(key, window=self.window, shared=False)
 
+    def get(self, key: str) -> Fill | None:
+        return self._fills.get(key)
+
     def release(self, fill: Fill) -> None:
         """Forget ``fill`` so later requests start a new one."""
         if self._fills.get(fill.key) is fill:
@@ -271,7 +274,7 @@ class FillTable:
     def __contains__(self, key: str) -> bool:
         return key in self._fills
 
-    def keys(self) -> list[str]:
+    def in_flight(self) -> list[str]:
         return list(self._fills)
 
     def __repr__(self) -> str:

@@ -116,6 +116,8 @@ class Metrics:
     origin_wait_seconds: Histogram
     origin_rejected: Counter
     invalidations: Counter
+    prefetches: Counter
+    purged: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -183,6 +185,10 @@ class Metrics:
             invalidations=counter(
                 "tiercdn_invalidations", "Stored URLs invalidated by unsafe methods (RFC 9111 §4.4)"
             ),
+            prefetches=counter(
+                "tiercdn_prefetches", "Next-segment prefetches by result", ("result",)
+            ),
+            purged=counter("tiercdn_purged_objects", "Objects removed by purge"),
         )
 
     def watch(self, node: NodeState) -> None:

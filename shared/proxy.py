@@ -60,7 +60,7 @@ from shared.metrics import Metrics
 from shared.outcome import Fwd, Outcome, cache_status_member
 from shared.responses import Responder
 from shared.settings import CacheSettings
-from shared.shedding import Shed, Shedder, priority_of
+from shared.shedding import Priority, Shed, Shedder, priority_of
 from shared.store import CachedObject, MemoryStore
 from shared.tasks import TaskGroup
 from shared.units import format_size
@@ -128,6 +128,8 @@ class Node:
         self.counts: collections.Counter[Outcome] = collections.Counter()  # for /stats
         self.misses_in_flight = 0  # guarded by: single event loop
         self.fetches_in_flight = 0
+        self.prefetches_in_flight = 0
+        self.manifest_requests: collections.Counter[str] = collections.Counter()  # titles' starts
         self._requests = {o: m.requests.labels(o.value) for o in Outcome}
         self._first_byte = {o: m.first_byte_seconds.labels(o.value) for o in Outcome}
         self._leaders = m.fill_readers.labels("leader")
@@ -161,6 +163,10 @@ class Node:
     async def _cacheable(self, request: web.Request) -> web.StreamResponse:
         key = _target(request)
         req_h = request.headers
+        if key.endswith(".mpd"):
+            self._count_title(key)
+        elif self.settings.prefetch and request.method == "GET":
+            self._prefetch_after(key)
         cc = parse_cache_control(req_h) if "Cache-Control" in req_h else {}
         variants = self.store.lookup(key)
         names = variants[0].vary_names if variants else self.vary_index.get(key, ())
@@ -485,6 +491,87 @@ class Node:
             must_validate="no-cache" in parse_cache_control(headers),
         )
 
+    # -- operators: warm, prefetch, purge, top titles --------------------------------
+
+    async def warm(self, key: str) -> Outcome:
+        """Make ``key`` cached here as a client GET would, without a client.
+
+        HIT if a fresh copy is already stored; else the one fill for the key is
+        joined or led and awaited (MISS / COALESCED); ERROR if it failed or the
+        answer was an error status."""
+        variants = self.store.peek(key)
+        stale = variants[0] if variants else None
+        if stale is not None and not stale.must_validate and stale.ttl(self.clock()) > 0:
+            return Outcome.HIT
+        fill, leader = self.fills.join_or_lead(key)
+        with fill.reader() as reader:
+            if leader:
+                self._lead(fill, key, _NO_HEADERS, stale)
+            try:
+                head = await reader.wait_head()
+                async for _ in reader.read():
+                    pass
+            except UpstreamError:
+                return Outcome.ERROR
+        if head.status >= 400:
+            return Outcome.ERROR
+        return Outcome.MISS if leader else Outcome.COALESCED
+
+    def _prefetch_after(self, key: str) -> None:
+        """Fetch the next segments of the representation ``key`` belongs to, at low
+        priority: within its own concurrency, and never while misses are being shed."""
+        for path in self.segments.next_segments(key, self.settings.prefetch):
+            if path in self.fills or self.store.peek(path):
+                continue
+            room = self.prefetches_in_flight < self.settings.prefetch_concurrency
+            calm = self.fetches_in_flight < self.shedder.limits(Priority.MEDIA_TOP)[1]
+            if not (room and calm):
+                self.metrics.prefetches.labels("skipped").inc()
+                return
+            self.prefetches_in_flight += 1
+            self.tasks.spawn(self._prefetch(path), name=f"prefetch {path!r}")
+
+    async def _prefetch(self, path: str) -> None:
+        try:
+            outcome = await self.warm(path)
+        finally:
+            self.prefetches_in_flight -= 1
+        self.metrics.prefetches.labels("failed" if outcome is Outcome.ERROR else "done").inc()
+
+    def purge(self, *, url: str | None = None, prefix: str | None = None) -> int:
+        """Drop ``url``, every URL under ``prefix``, or (neither) everything; return how
+        many objects went. Fills in flight for them are not stored when they finish."""
+
+        def matches(key: str) -> bool:
+            if url is not None:
+                return key == url
+            return prefix is None or key.startswith(prefix)
+
+        keys = {obj.key for obj in self.store if matches(obj.key)}
+        purged = sum(self.store.remove(key) for key in keys)
+        for fill_key in self.fills.in_flight():
+            if matches(fill_key.split("\n", 1)[0]):
+                fill = self.fills.get(fill_key)
+                if fill is not None:
+                    fill.stop_retaining()
+                    self.fills.release(fill)
+        for key in [k for k in self.vary_index if matches(k)]:
+            del self.vary_index[key]
+        self.metrics.purged.inc(purged)
+        log.info("%s purged %d objects (url=%s prefix=%s)", self.name, purged, url, prefix)
+        return purged
+
+    def _count_title(self, key: str) -> None:
+        self.manifest_requests[key.split("?", 1)[0]] += 1
+        if len(self.manifest_requests) > _MAX_TITLES:  # bounded: keep the popular half
+            self.manifest_requests = collections.Counter(
+                dict(self.manifest_requests.most_common(_MAX_TITLES // 2))
+            )
+
+    def top_titles(self, n: int) -> list[tuple[str, int]]:
+        """The ``n`` manifests most requested from this node, with their counts."""
+        return self.manifest_requests.most_common(n)
+
     # -- other methods -------------------------------------------------------------
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
@@ -541,6 +628,8 @@ class Node:
         return f"<Node {self.name} {self.store!r} {self.fills!r} {self.budget!r}>"
 
 
+_MAX_TITLES = 4096
+_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 _PASS_REASONS = frozenset(v.value for v in _PASS) | {"too-large"}
 
 

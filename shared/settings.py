@@ -218,6 +218,10 @@ class CacheSettings(ServiceSettings):
     breaker_error_rate: float = option(0.5, "error rate over --breaker-window that opens it")
     breaker_window: float = duration_field("10s", "window for --breaker-error-rate")
     breaker_cooldown: float = duration_field("5s", "open time before a half-open probe")
+    # -- operators: purge, pre-warm, prefetch --------------------------------------
+    admin_token: str = option("", "token for mutating admin routes (purge, prewarm); '' = off")
+    prefetch: int = option(0, "after segment n, fetch n+1..n+k in the background (0 = off)")
+    prefetch_concurrency: int = option(8, "prefetches in flight at once")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -235,6 +239,8 @@ class CacheSettings(ServiceSettings):
         for name in ("max_requests", "max_fills", "origin_burst", "breaker_failures"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.prefetch < 0 or self.prefetch_concurrency < 1:
+            raise ValueError("--prefetch must be >= 0 and --prefetch-concurrency >= 1")
         if self.origin_rate < 0 or self.origin_concurrency < 0:
             raise ValueError("--origin-rate and --origin-concurrency must not be negative")
         if not 0 < self.breaker_error_rate <= 1:
