@@ -28,10 +28,8 @@ import argparse
 import asyncio
 import concurrent.futures
 import dataclasses
-import json
 import multiprocessing
 import os
-import platform
 import random
 import re
 import shutil
@@ -39,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -47,6 +44,7 @@ from typing import Any
 
 import aiohttp
 
+from loadtest.report import config_of, host_facts, write_summary
 from loadtest.topology import Topology, TopologyError, metrics, rss_bytes
 
 __all__ = ["LoadResult", "main", "python_load", "wrk_load"]
@@ -353,23 +351,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scenario": "hitpath",
         "tool": tool,
         "tool_label": label,
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(ns).items()},
+        "config": config_of(ns),
         "objects": rows,
         "edge_rss_bytes": edge_rss,
         "edge_peak_rss_bytes": edge_peak,
         "origin_rss_bytes": origin_rss,
         "edge_requests": edge_counts,
-        "host": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
+        "host": host_facts(load_before),
     }
-    ns.json.parent.mkdir(parents=True, exist_ok=True)
-    ns.json.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {ns.json}")
+    write_summary(ns.json, summary)
     return 0
 
 

@@ -39,11 +39,9 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import json
 import math
 import multiprocessing
 import os
-import platform
 import random
 import resource
 import statistics
@@ -55,6 +53,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
 
+from loadtest.report import config_of, host_facts, write_summary
 from loadtest.topology import Topology, TopologyError, metrics, rss_bytes
 
 __all__ = ["ClientSpec", "Sample", "main", "run_client", "summarise_round"]
@@ -753,22 +752,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_report(rows, med, goals)
     summary = {
         "scenario": "storm",
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(ns).items()},
+        "config": config_of(ns),
         "rounds": rows,
         "medians": med,
         "targets": goals,
         "pass": all(g["pass"] for g in goals),
-        "host": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
+        "host": host_facts(load_before),
     }
-    ns.json.parent.mkdir(parents=True, exist_ok=True)
-    ns.json.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {ns.json}")
+    write_summary(ns.json, summary)
     return 1 if ns.check and not summary["pass"] else 0
 
 

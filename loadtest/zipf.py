@@ -42,11 +42,9 @@ import itertools
 import json
 import math
 import os
-import platform
 import random
 import sys
 import tempfile
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Sequence
@@ -56,6 +54,7 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from loadtest.report import config_of, host_facts, write_summary
 from loadtest.topology import Topology, TopologyError
 from shared.store import CachedObject, MemoryStore
 
@@ -463,22 +462,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {
         "scenario": "zipf",
         "primary": "offline" if ns.offline else "http",
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(ns).items()},
+        "config": config_of(ns),
         "catalog": catalog,
         "results": results,
         "targets_met": met,
         "http_errors": failed,
-        "host": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
+        "host": host_facts(load_before),
     }
-    ns.json.parent.mkdir(parents=True, exist_ok=True)
-    ns.json.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"\ntargets met: {'yes' if met else 'NO'}\nwrote {ns.json}")
+    print(f"\ntargets met: {'yes' if met else 'NO'}")
+    write_summary(ns.json, summary)
     if failed:  # the ratios would be off: a failed request is neither hit nor miss
         print(f"error: HTTP errors: {'; '.join(failed)}", file=sys.stderr)
         return 1
