@@ -4,6 +4,7 @@ Pure: no I/O, no clock. A cache node hands every MPD it serves to
 ``SegmentIndex.learn``; ``classify(path)`` then says whether a URL path is the
 init or a media segment of a known representation (with its bitrate rank), and
 ``next_segments`` names the media segments after it (for prefetch).
+``segment_paths(presentation, lowest=, seconds=)`` lists what a pre-warm fetches.
 
 Invariants:
 
@@ -41,6 +42,7 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
@@ -57,6 +59,7 @@ __all__ = [
     "Timeline",
     "is_manifest",
     "parse_mpd",
+    "segment_paths",
 ]
 
 NS = "urn:mpeg:dash:schema:mpd:2011"
@@ -134,6 +137,8 @@ class Stream:
     start_number: int
     timescale: int
     timeline: Timeline
+    time_offset: int = 0  # presentationTimeOffset: the period's start, timescale units
+    period_start: float = 0.0  # seconds from the presentation's start
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -186,10 +191,71 @@ def parse_mpd(xml: bytes, mpd_path: str) -> Presentation:
         elif length is None and total is not None:
             length = total - start
         bounded = None if dynamic or length is None else max(length, Fraction(0))
-        streams += _period(period, index, _rebase(base, period), bounded)
+        streams += _period(period, index, _rebase(base, period), bounded, float(start))
         start += length or 0
     duration = None if total is None else float(total)
     return Presentation(mpd_path, dynamic, duration, tuple(streams))
+
+
+def segment_paths(
+    presentation: Presentation,
+    *,
+    lowest: int | None = None,
+    seconds: float | None = None,
+    limit: int = 100_000,
+) -> list[str]:
+    """The URL paths to pre-warm for ``presentation``: init segments first, then media
+    segments in order of their start time.
+
+    Video: every representation, or the ``lowest`` k by rank in each AdaptationSet;
+    audio, text and other kinds: all. Media: the segments that overlap the first
+    ``seconds`` of the presentation (all when ``None``; a static presentation ends
+    at its duration). An open-ended list (a dynamic MPD without a finite
+    SegmentTimeline, or no known end and no ``seconds``) gives no media segments,
+    since which segments exist depends on the clock. ``ValueError`` on a bad
+    argument or more than ``limit`` paths."""
+    if lowest is not None and lowest < 1:
+        raise ValueError(f"lowest must be >= 1, got {lowest}")
+    if seconds is not None and not seconds >= 0:  # also refuses NaN
+        raise ValueError(f"seconds must be >= 0, got {seconds}")
+    inits: dict[str, None] = {}  # ordered sets: a shared init or segment counts once
+    media: dict[str, float] = {}
+    for stream in presentation.streams:
+        rep = stream.representation
+        if rep.kind is ContentKind.VIDEO and lowest is not None and rep.rank >= lowest:
+            continue
+        if stream.initialization and not _has_variables(stream.initialization):
+            inits[_expand(stream.initialization, None, None)] = None
+        for path, start in _media(stream, presentation.dynamic, seconds):
+            media.setdefault(path, start)
+            if len(inits) + len(media) > limit:
+                raise ValueError(f"more than {limit} segments; ask for fewer seconds")
+    ordered = sorted(media, key=media.__getitem__)  # stable: document order within a time
+    return [*inits, *ordered]
+
+
+def _has_variables(template: str) -> bool:
+    return any(_IDENT.fullmatch(t[1]) for t in _TOKEN.finditer(template))
+
+
+def _media(stream: Stream, dynamic: bool, seconds: float | None) -> Iterator[tuple[str, float]]:
+    """(path, start in presentation seconds) of the stream's media segments, in order."""
+    timeline, template = stream.timeline, stream.media
+    if template is None or not timeline.runs or (timeline.length is None and seconds is None):
+        return
+    if dynamic and timeline.length is None:
+        return
+    uses_time = "$Time" in template
+    i = 0
+    while timeline.length is None or i < timeline.length:
+        time = timeline.time_at(i)
+        if time is None:  # a gap in the runs cannot happen; an end can
+            return
+        start = stream.period_start + (time - stream.time_offset) / stream.timescale
+        if seconds is not None and start >= seconds:
+            return
+        yield _expand(template, stream.start_number + i, time if uses_time else None), start
+        i += 1
 
 
 class _Matcher(NamedTuple):
@@ -359,7 +425,9 @@ def _kind(aset: ET.Element, rep: ET.Element) -> ContentKind:
     )
 
 
-def _period(period: ET.Element, index: int, base: str, length: Fraction | None) -> list[Stream]:
+def _period(
+    period: ET.Element, index: int, base: str, length: Fraction | None, start: float
+) -> list[Stream]:
     streams = []
     for aset in _children(period, "AdaptationSet"):
         reps = _children(aset, "Representation")
@@ -378,14 +446,18 @@ def _period(period: ET.Element, index: int, base: str, length: Fraction | None) 
                 period=index,
             )
             levels = (period, aset, el)
-            stream = _stream(rep, _rebase(_rebase(base, aset), el), levels, length)
+            stream = _stream(rep, _rebase(_rebase(base, aset), el), levels, length, start)
             if stream is not None:
                 streams.append(stream)
     return streams
 
 
 def _stream(
-    rep: Representation, base: str, levels: tuple[ET.Element, ...], length: Fraction | None
+    rep: Representation,
+    base: str,
+    levels: tuple[ET.Element, ...],
+    length: Fraction | None,
+    period_start: float = 0.0,
 ) -> Stream | None:
     attrs: dict[str, str] = {}
     timeline_el = None
@@ -411,7 +483,8 @@ def _stream(
     else:
         timeline = Timeline()
     start = _int(attrs.get("startNumber"))
-    return Stream(rep, init, media, 1 if start is None else start, timescale, timeline)
+    number = 1 if start is None else start
+    return Stream(rep, init, media, number, timescale, timeline, offset, period_start)
 
 
 def _timeline(el: ET.Element, end: Fraction | None) -> Timeline:
