@@ -103,6 +103,7 @@ def run_once(
     cmd += ["--edge-port", str(edge), "--regional-port", str(regional)]
     cmd += ["--origin-port", str(origin), "--admin-offset", str(offset)]
     cmd += ["--sample-duration", str(sample_duration)]
+    cmd += ["--cache-dir", str(library.parent / "tiercdn-startup-cache")]
     with tempfile.TemporaryFile() as out:
         started = time.monotonic()
         proc = subprocess.Popen(

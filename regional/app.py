@@ -21,6 +21,9 @@ DEFAULTS = {
     "origin_rate": 1000.0,
     "origin_burst": 200,
     "origin_concurrency": 128,
+    # The shield keeps the catalogue on disk (memory is its hot tier): restarts keep it.
+    "disk_path": "cache/regional-1",
+    "disk_bytes": parse_size("10GiB"),
 }
 
 

@@ -53,6 +53,7 @@ class UpSettings:
     admin_offset: int = option(1000, "admin port of each tier = its port + this")
     edge_cache_bytes: int = size_field("256MiB", "edge memory store budget")
     regional_cache_bytes: int = size_field("1GiB", "regional memory store budget")
+    cache_dir: str = option("cache", "directory of the regional's disk tier (kept across restarts)")
     sample_duration: float = option(60.0, "seconds of the sample title made on first run")
     access_log: bool = option(False, "each tier logs one line per request")
     admin_token: str = option("", "token for purge/prewarm on regional and edge; '' = off")
@@ -120,6 +121,7 @@ def up(settings: UpSettings) -> int:
             tier_args={t: ("--admin-token", s.admin_token) for t in ("regional", "edge")}
             if s.admin_token
             else None,
+            cache_dir=Path(s.cache_dir),
             ready_seconds=_STARTUP_SECONDS,
         )
     except TopologyError as exc:

@@ -23,6 +23,7 @@ import collections
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from aiohttp import web
 from cachetools import LRUCache, TTLCache
@@ -62,6 +63,8 @@ from shared.responses import Responder
 from shared.settings import CacheSettings
 from shared.shedding import Priority, Shed, Shedder, priority_of
 from shared.store import CachedObject, MemoryStore
+from shared.store.disk import DiskObject, DiskStore
+from shared.store.tiered import TieredStore, in_memory
 from shared.tasks import TaskGroup
 from shared.units import format_size
 from shared.upstream import UpstreamPool, UpstreamResponse
@@ -95,7 +98,12 @@ class Node:
         self.name = s.name
         self.clock = clock
         self.metrics = m = Metrics.create()
-        self.store = MemoryStore(s.cache_bytes, policy=s.admission)
+        memory = MemoryStore(s.cache_bytes, policy=s.admission)
+        self.disk = DiskStore(Path(s.disk_path), s.disk_bytes, s.admission) if s.disk_path else None
+        self.store: MemoryStore | TieredStore = (
+            TieredStore(memory, self.disk) if self.disk is not None else memory
+        )
+        self._promoting: set[str] = set()  # disk objects being read into memory
         self.fills = FillTable()
         self.tasks = TaskGroup()
         self.upstream = UpstreamPool(
@@ -138,11 +146,15 @@ class Node:
 
     async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         """cleanup_ctx: open the upstream session; on stop, end fills and close it."""
+        if self.disk is not None:
+            await self.disk.open()
         await self.upstream.start()
         log.info("%s caching %s for %s", self.name, format_size(self.store.capacity), self.upstream)
         yield
         await self.tasks.close()
         await self.upstream.close()
+        if self.disk is not None:
+            await self.disk.close()
 
     # -- entry point -------------------------------------------------------------
 
@@ -179,14 +191,21 @@ class Node:
         if obj is not None:
             now = self.clock()
             state = self._lookup(obj, req_h, now)
+            if state is Lookup.FRESH and not isinstance(obj, DiskObject):
+                return self._serve_stored(request, obj, now)  # the hot path: no await
+            served: web.StreamResponse | None = None
             if state is Lookup.FRESH:
-                return self._serve_stored(request, obj, now)
-            if state is Lookup.STALE and (reason := self._stale_now(obj, now)):
+                served = await self._serve_any(request, obj, now)
+            elif state is Lookup.STALE and (reason := self._stale_now(obj, now)):
                 if reason == "stale-while-revalidate":
                     self._revalidate_in_background(fill_key, key, req_h, obj)
-                return self._serve_stored(request, obj, now, stale=reason)
+                served = await self._serve_any(request, obj, now, stale=reason)
+            if served is not None:
+                return served
             reload = "no-cache" in cc or cc.get("max-age") == "0" or "Pragma" in req_h
             fwd = Fwd.REQUEST if reload else Fwd.STALE
+            if not self.store.peek(key):  # its body file was bad: dropped, a plain miss
+                obj, fwd = None, Fwd.URI_MISS
         if "only-if-cached" in cc:  # RFC 9111 §5.2.1.7
             return self._error(request, 504, "not cached (only-if-cached)", fwd)
         self.misses_in_flight += 1
@@ -221,7 +240,9 @@ class Node:
             if shed is not Shed.ADMIT:
                 self.metrics.shed.labels(shed.value).inc()
                 if stale is not None and self._stale_ok(stale, self.settings.stale_if_busy):
-                    return self._serve_stored(request, stale, self.clock(), stale="stale-if-busy")
+                    busy = await self._serve_any(request, stale, self.clock(), "stale-if-busy")
+                    if busy is not None:
+                        return busy
                 member = cache_status_member(self.name, Outcome.SHED, fwd=fwd, detail=shed.value)
                 self._record(request, Outcome.SHED)
                 return self.respond.error(
@@ -245,9 +266,11 @@ class Node:
                         head = await reader.wait_head()
                 except UpstreamError as exc:
                     if stale is not None and self._stale_ok(stale, self._if_error(stale)):
-                        return self._serve_stored(
-                            request, stale, self.clock(), stale="stale-if-error"
+                        served = await self._serve_any(
+                            request, stale, self.clock(), "stale-if-error"
                         )
+                        if served is not None:
+                            return served
                     if attempt == 1 and not isinstance(exc, OriginBudgetExhausted):
                         self.metrics.fill_retries.inc()
                         continue  # the failed fill is gone from the table: one new fill
@@ -321,6 +344,45 @@ class Node:
         self._record(request, Outcome.STALE if stale else Outcome.HIT)
         return self.respond.from_store(request, obj, age, member)
 
+    async def _serve_any(
+        self, request: web.Request, obj: CachedObject, now: float, stale: str | None = None
+    ) -> web.StreamResponse | None:
+        """Serve ``obj`` from memory or from its file; None if its file turned out bad."""
+        if not isinstance(obj, DiskObject):
+            return self._serve_stored(request, obj, now, stale)
+        assert self.disk is not None
+        opened = await self.disk.open_body(obj)
+        if opened is None:
+            return None
+        fobj, length = opened
+        try:
+            age = obj.age(now)
+            member = f"{self.name}; hit; ttl={int(obj.lifetime - age)}"
+            if stale:
+                member += f"; detail={stale}"
+                self.metrics.stale_served.labels(stale).inc()
+            self._record(request, Outcome.STALE if stale else Outcome.HIT)
+            self._promote_later(obj)
+            return await self.respond.from_file(request, obj, fobj, length, age, member)
+        finally:
+            fobj.close()
+
+    def _promote_later(self, obj: DiskObject) -> None:
+        """Read a disk hit into the memory tier, once, in the background."""
+        if obj.length > self.settings.max_object_bytes or obj.key in self._promoting:
+            return
+        self._promoting.add(obj.key)
+        self.tasks.spawn(self._promote(obj), name=f"promote {obj.key!r}")
+
+    async def _promote(self, obj: DiskObject) -> None:
+        assert self.disk is not None and isinstance(self.store, TieredStore)
+        try:
+            body = await self.disk.read_body(obj)
+            if body is not None:
+                self.store.promote(in_memory(obj, body))
+        finally:
+            self._promoting.discard(obj.key)
+
     # -- fills ------------------------------------------------------------------------
 
     def _lead(
@@ -360,7 +422,7 @@ class Node:
                 async with self.upstream.request("GET", key, headers, key=fill.key) as up:
                     response_time = self.clock()
                     if up.status == 304 and stale is not None:
-                        self._revalidated(
+                        await self._revalidated(
                             fill, stale, up.headers, req_h, request_time, response_time
                         )
                         return
@@ -428,7 +490,7 @@ class Node:
             self.pass_marks[key] = True
         self.fills.release(fill)
 
-    def _revalidated(
+    async def _revalidated(
         self,
         fill: Fill,
         stale: CachedObject,
@@ -439,10 +501,20 @@ class Node:
     ) -> None:
         """A 304 confirmed ``stale``: store it with freshened headers and serve it."""
         headers = CIMultiDictProxy(freshen(stale.headers, not_modified))
+        body = stale.body
+        if isinstance(stale, DiskObject):
+            assert self.disk is not None
+            read = await self.disk.read_body(stale)
+            if read is None:
+                raise TruncatedBody("the stored copy's body file went bad")
+            body = read
         obj = self._object(
-            stale.key, stale.status, headers, stale.body, req_h, request_time, response_time
+            stale.key, stale.status, headers, body, req_h, request_time, response_time
         )
-        self.store.put(obj)
+        if isinstance(self.store, TieredStore):
+            self.store.put(obj, body_from=stale if isinstance(stale, DiskObject) else None)
+        else:
+            self.store.put(obj)
         fill.start(FillHead(obj.status, headers, len(obj.body), True, req_h, revalidated=True))
         fill.append(obj.body)
         fill.finish()

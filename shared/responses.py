@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import IO
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -26,6 +27,7 @@ from shared.errors import UpstreamError
 from shared.fills import Fill, FillHead, FillReader
 from shared.metrics import Metrics
 from shared.store import CachedObject
+from shared.store.disk import send_file
 from shared.upstream import UpstreamResponse
 
 __all__ = ["Responder"]
@@ -54,31 +56,67 @@ class Responder:
         self, request: web.Request, obj: CachedObject, age: float, member: str
     ) -> web.Response:
         """A stored object (fresh or stale) as 200/206/304/416; no await, no body copy."""
-        req_h = request.headers
-        status, body = obj.status, obj.body  # bytes: aiohttp writes them without a payload copy
-        if status == 200 and evaluate_conditionals(request.method, req_h, obj.headers):
-            return _not_modified(self._stored_headers(obj, CIMultiDict(obj.prepared), member, age))
-        content_range = None
-        if (
-            status == 200
-            and "Range" in req_h
-            and if_range_matches(req_h.get("If-Range"), obj.headers)
-        ):
-            r = parse_range(req_h["Range"], len(body))
-            if r.kind in (RangeKind.UNSATISFIABLE, RangeKind.INVALID):
-                headers = self._stored_headers(obj, CIMultiDict(obj.prepared), member, age)
-                return _unsatisfiable(headers, len(body))
-            if r.kind is RangeKind.PARTIAL:
-                status, content_range = 206, f"bytes {r.start}-{r.end}/{len(body)}"
-                body = body[r.start : r.end + 1]
-        self._bytes_cache.inc(0 if request.method == "HEAD" else len(body))
+        plan = self._plan(request, obj, len(obj.body), member, age)
+        if isinstance(plan, web.Response):
+            return plan
+        status, start, count, content_range = plan
+        body = obj.body if count == len(obj.body) else obj.body[start : start + count]
+        self._bytes_cache.inc(0 if request.method == "HEAD" else count)
         resp = web.Response(status=status, body=body, headers=obj.prepared)  # copies once
         self._stored_headers(obj, resp.headers, member, age)
-        if self.extra:
-            resp.headers.update(self.extra)
         if content_range:
             resp.headers["Content-Range"] = content_range
         return resp
+
+    async def from_file(
+        self,
+        request: web.Request,
+        obj: CachedObject,
+        fobj: IO[bytes],
+        length: int,
+        age: float,
+        member: str,
+    ) -> web.StreamResponse:
+        """A stored object whose body is an open file: sendfile, Range reads its slice only."""
+        plan = self._plan(request, obj, length, member, age)
+        if isinstance(plan, web.Response):
+            return plan
+        status, start, count, content_range = plan
+        headers = self._stored_headers(obj, CIMultiDict(obj.prepared), member, age)
+        if content_range:
+            headers["Content-Range"] = content_range
+        resp = web.StreamResponse(status=status, headers=headers)
+        resp.content_length = count
+        await resp.prepare(request)
+        if request.method != "HEAD":
+            try:
+                await send_file(request, resp, fobj, start, count)
+            except ConnectionResetError as exc:
+                log.info("aborting a disk hit of %r: %s", obj.key, exc)
+                _abort(request)
+                return resp
+            self._bytes_cache.inc(count)
+        await resp.write_eof()
+        return resp
+
+    def _plan(
+        self, request: web.Request, obj: CachedObject, length: int, member: str, age: float
+    ) -> web.Response | tuple[int, int, int, str | None]:
+        """The reader's conditionals and Range against a whole stored object: a
+        ready 304/416, or (status, start, count, Content-Range) to send."""
+        req_h = request.headers
+        if obj.status != 200:
+            return obj.status, 0, length, None
+        if evaluate_conditionals(request.method, req_h, obj.headers):
+            return _not_modified(self._stored_headers(obj, CIMultiDict(obj.prepared), member, age))
+        if "Range" in req_h and if_range_matches(req_h.get("If-Range"), obj.headers):
+            r = parse_range(req_h["Range"], length)
+            if r.kind in (RangeKind.UNSATISFIABLE, RangeKind.INVALID):
+                headers = self._stored_headers(obj, CIMultiDict(obj.prepared), member, age)
+                return _unsatisfiable(headers, length)
+            if r.kind is RangeKind.PARTIAL:
+                return 206, r.start, r.end - r.start + 1, f"bytes {r.start}-{r.end}/{length}"
+        return 200, 0, length, None
 
     def _stored_headers(
         self, obj: CachedObject, headers: CIMultiDict[str], member: str, age: float

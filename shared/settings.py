@@ -187,6 +187,8 @@ class CacheSettings(ServiceSettings):
     admin_port: int = option(9080, "port of the admin listener (0 = none)")
     upstream: tuple[str, ...] = option((), "parent URL (repeat for several parents)")
     cache_bytes: int = size_field("256MiB", "memory store byte budget")
+    disk_path: str = option("", "directory of the disk tier under memory ('' = memory only)")
+    disk_bytes: int = size_field("4GiB", "disk tier byte budget")
     max_object_bytes: int = size_field("32MiB", "objects larger than this stream through uncached")
     connect_timeout: float = duration_field("2s", "upstream connect timeout")
     read_timeout: float = duration_field("10s", "upstream read timeout (between bytes)")

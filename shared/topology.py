@@ -127,13 +127,15 @@ class Topology:
         log_dir: Path | None = None,
         extra_args: tuple[str, ...] = (),
         tier_args: dict[str, tuple[str, ...]] | None = None,
+        cache_dir: Path | None = None,
         ready_seconds: float = 30.0,
     ) -> Topology:
         """Start every tier on ``ports[tier] = (port, admin_port)`` and wait until each
         is healthy; if that fails, the tiers already started are stopped.
 
         ``extra_args`` go to every tier, ``tier_args[name]`` to that tier only
-        (e.g. ``{"origin": ("--fault-delay", "200ms")}``)."""
+        (e.g. ``{"origin": ("--fault-delay", "200ms")}``). The regional keeps its disk
+        tier in ``cache_dir/regional-1`` (default: its own default, ``./cache``)."""
         top = cls()
         common = ["--host", host, *extra_args]
         own = tier_args or {}
@@ -146,6 +148,8 @@ class Topology:
             ):
                 args = [name, "--upstream", top.tiers[parent].url, "--cache-bytes", budget]
                 args += ["--name", f"{name}-1", *common, *own.get(name, ())]
+                if name == "regional" and cache_dir is not None:
+                    args += ["--disk-path", str(cache_dir / "regional-1")]
                 top._spawn(name, args, host, ports[name], log_dir)
             top.wait_healthy(time.monotonic() + ready_seconds)
         except BaseException:
@@ -177,6 +181,7 @@ class Topology:
                 log_dir=Path(logs),
                 extra_args=("--log-level", log_level),
                 tier_args=tier_args,
+                cache_dir=Path(logs) / "cache",
                 ready_seconds=ready_seconds,
             )
             try:

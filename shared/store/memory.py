@@ -24,6 +24,10 @@ Two policies, both with entries in LRU lists (``OrderedDict``, oldest first):
   again in the window. The sketch is sized for twice the entries held and
   regrown as they grow; its few bytes per entry are not charged to the budget.
 
+Every variant that leaves the store (evicted, refused, replaced, removed,
+cleared) is handed to ``on_release`` once, so a store that keeps bodies
+elsewhere (``store/disk.py``) can free them; the policy itself stays here.
+
 ``cachetools.LRUCache`` is not used: it evicts inside ``__setitem__`` and never
 shows the victims, and admission has to see them before anything is evicted.
 """
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -122,11 +126,18 @@ class _Segment:
 class MemoryStore:
     """Variants by primary key within ``capacity`` bytes; ``policy`` is lru or tinylfu."""
 
-    def __init__(self, capacity: int, policy: str = "lru") -> None:
+    def __init__(
+        self,
+        capacity: int,
+        policy: str = "lru",
+        *,
+        on_release: Callable[[list[CachedObject]], None] | None = None,
+    ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         self.capacity = capacity
         self.policy = policy
+        self._on_release = on_release  # told of every variant that leaves the store
         # guarded by: single event loop (every field below)
         self.evictions = 0  # entries dropped for room: main victims and refused candidates
         self.admitted = 0  # window candidates let into main
@@ -177,9 +188,10 @@ class MemoryStore:
         ]
         variants = [obj, *others]
         size = sum(v.size for v in variants)
-        if size > (self.capacity if self._sketch is None else self._main):
+        if size > self.largest:
             return False
-        self._drop(obj.key)  # a replaced entry starts again as the newest, in the window
+        # a replaced entry starts again as the newest, in the window
+        self._release([v for v in self._drop(obj.key) if all(v is not o for o in others)])
         self._index[obj.key] = self._window
         self._window.add(obj.key, variants, size)
         self._drain_window()
@@ -193,21 +205,30 @@ class MemoryStore:
         variants = seg.entries[key]
         kept = [] if vary_key is None else [v for v in variants if v.vary_key != vary_key]
         if not kept:
-            self._drop(key)
+            self._release(self._drop(key))
         elif len(kept) < len(variants):  # shrinks in place: no room needed, no recency change
             size = sum(v.size for v in kept)
             seg.entries[key] = kept
             seg.bytes += size - seg.sizes[key]
             seg.sizes[key] = size
+            self._release([v for v in variants if v.vary_key == vary_key])
         return len(variants) - len(kept)
 
     def clear(self) -> None:
         """Drop every entry; the sketch keeps what it learned about popularity."""
+        released = list(self)
         for seg in self._segments():
             seg.entries.clear()
             seg.sizes.clear()
             seg.bytes = 0
         self._index.clear()
+        self._release(released)
+
+    @property
+    def largest(self) -> int:
+        """The most bytes one entry (all its variants) may be charged: the budget, or
+        under tinylfu main's share of it."""
+        return self.capacity if self._sketch is None else self._main
 
     @property
     def bytes(self) -> int:
@@ -236,13 +257,17 @@ class MemoryStore:
     def _segments(self) -> tuple[_Segment, _Segment, _Segment]:
         return self._window, self._probation, self._protected
 
-    def _drop(self, key: str) -> None:
+    def _drop(self, key: str) -> list[CachedObject]:
+        """Unlink ``key`` from its segment; the caller releases what it no longer keeps."""
         seg = self._index.pop(key, None)
-        if seg is not None:
-            seg.pop(key)
+        return [] if seg is None else seg.pop(key)[0]
+
+    def _release(self, variants: list[CachedObject]) -> None:
+        if variants and self._on_release is not None:
+            self._on_release(variants)
 
     def _evict(self, key: str) -> None:
-        self._drop(key)
+        self._release(self._drop(key))
         self.evictions += 1
 
     def _protect(self, key: str, variants: list[CachedObject], size: int) -> None:
@@ -279,6 +304,7 @@ class MemoryStore:
                 need -= seg.sizes[victim]
         if need > 0 or not self._sketch.admit(key, [v for _, v in victims]):
             del self._index[key]
+            self._release(variants)
             self.rejected += 1
             self.evictions += 1
             return

@@ -154,7 +154,7 @@ async def test_cli_prewarm_top_and_errors(nodes, http):
 
 
 @pytest.mark.slow
-async def test_cli_up_with_a_token_enables_purge_and_prewarm(sample_library, http):
+async def test_cli_up_with_a_token_enables_purge_and_prewarm(sample_library, http, tmp_path):
     """`tiercdn up --admin-token` hands the token to regional and edge and says how to use it."""
     (edge, regional, origin), offset = ports_with_admin()
     env = {k: v for k, v in os.environ.items() if k != "TIERCDN_ADMIN_TOKEN"}
@@ -162,6 +162,7 @@ async def test_cli_up_with_a_token_enables_purge_and_prewarm(sample_library, htt
         sys.executable, "-m", "shared.cli", "up", "--library", str(sample_library),
         "--edge-port", str(edge), "--regional-port", str(regional),
         "--origin-port", str(origin), "--admin-offset", str(offset), "--admin-token", TOKEN,
+        "--cache-dir", str(tmp_path / "cache"),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     try:

@@ -56,13 +56,14 @@ async def read_until(proc: asyncio.subprocess.Process, marker: str) -> str:
     raise AssertionError(f"{marker!r} not printed; output: {''.join(seen)}")
 
 
-async def test_up_serves_all_tiers_and_stops_on_sigint(sample_library, http):
+async def test_up_serves_all_tiers_and_stops_on_sigint(sample_library, http, tmp_path):
     """`tiercdn up` answers on every tier, plays the first segments and exits 0 on SIGINT."""
     (edge, regional, origin), offset = ports_with_admin()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "shared.cli", "up", "--library", str(sample_library),
         "--edge-port", str(edge), "--regional-port", str(regional),
         "--origin-port", str(origin), "--admin-offset", str(offset),
+        "--cache-dir", str(tmp_path / "cache"),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -101,6 +102,7 @@ async def test_up_serves_all_tiers_and_stops_on_sigint(sample_library, http):
             await proc.wait()
     for port in (edge, regional, origin):
         assert is_free(port)
+    assert list((tmp_path / "cache" / "regional-1").rglob("*.meta"))  # the regional's disk tier
 
 
 @pytest.mark.parametrize("module", ["edge", "regional", "origin", "shared.cli"])
