@@ -596,10 +596,11 @@ def print_report(rows: dict[str, dict[str, Any]], goals: list[dict[str, Any]]) -
         "origin during the pre-warm and during the crowd; o.peak/s: the origin's peak rate over\n"
         "the peak window during the crowd; ttfb50/99: media segment time to first byte (ms);\n"
         f"b.ttfb99: median over {TIMELINE_STEP:g} s buckets of their p99 (a stall of a shared\n"
-        "machine spoils one bucket, not this); total99: to the last byte; start99: MPD + init segments; hit%: edge hits among the\n"
-        "media segments; late: slots that ended after the next was due; cli.cpu, edge.cpu:\n"
-        "% CPU of this client and of the edge during the crowd (near 100: that process is the\n"
-        "bottleneck); pf.*: edge prefetches done, skipped (no room) and failed"
+        "machine spoils one bucket, not this); total99: to the last byte; start99: MPD + init\n"
+        "segments; hit%: edge hits among the media segments; late: slots that ended after the\n"
+        "next was due; cli.cpu, edge.cpu: % CPU of this client and of the edge during the crowd\n"
+        "(near 100: that process is the bottleneck); pf.*: edge prefetches done, skipped (no\n"
+        "room) and failed"
     )
     print("\ntargets:")
     for g in goals:

@@ -46,6 +46,16 @@ def stats(node: Node) -> dict[str, object]:
         "requests": {o.value: node.counts[o] for o in Outcome},
         "upstreams": {p: b.state.value for p, b in node.upstream.breakers.items()},
         "origin_budget": repr(node.budget) if node.budget.limited else None,
+        "disk": None
+        if node.disk is None
+        else {
+            "path": str(node.disk.root),
+            "objects": len(node.disk),
+            "bytes": node.disk.bytes,
+            "capacity_bytes": node.disk.capacity,
+            "write_errors": node.disk.write_errors,
+            "corrupt_dropped": node.disk.corrupt_dropped,
+        },
     }
 
 

@@ -75,6 +75,19 @@ class NodeCollector(Collector):
         admission.add_metric(["admit"], getattr(n.store, "admitted", 0))
         admission.add_metric(["reject"], getattr(n.store, "rejected", 0))
         yield admission
+        disk = getattr(n, "disk", None)
+        if disk is not None:
+            yield _gauge("tiercdn_disk_bytes", "Bytes held by the disk tier", disk.bytes)
+            yield _gauge("tiercdn_disk_objects", "Objects held by the disk tier", len(disk))
+            for name, help, value in (
+                ("tiercdn_disk_write_errors", "Disk writes that failed (object not stored)",
+                 disk.write_errors),
+                ("tiercdn_disk_corrupt_dropped", "Disk objects dropped: missing, short or corrupt",
+                 disk.corrupt_dropped),
+            ):  # fmt: skip
+                family = CounterMetricFamily(name, help)
+                family.add_metric([], value)
+                yield family
         yield _gauge("tiercdn_fills_in_flight", "Upstream fetches in progress", n.fetches_in_flight)
         yield _gauge(
             "tiercdn_misses_in_flight", "Client requests waiting on upstream", n.misses_in_flight

@@ -43,4 +43,7 @@ def main(
             ready_message=f"{settings.name} ready on http://{settings.host}:{settings.port}/",
         )
 
-    return service.run(serve)
+    loop = settings.event_loop
+    if loop == "auto":  # sendfile for disk hits needs the stock loop (uvloop has none)
+        loop = "asyncio" if settings.disk_path else "uvloop"
+    return service.run(serve, use_uvloop=loop == "uvloop")

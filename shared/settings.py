@@ -189,6 +189,9 @@ class CacheSettings(ServiceSettings):
     cache_bytes: int = size_field("256MiB", "memory store byte budget")
     disk_path: str = option("", "directory of the disk tier under memory ('' = memory only)")
     disk_bytes: int = size_field("4GiB", "disk tier byte budget")
+    event_loop: str = option(
+        "auto", "uvloop, asyncio, or auto: asyncio with a disk tier (it has loop.sendfile)"
+    )
     max_object_bytes: int = size_field("32MiB", "objects larger than this stream through uncached")
     connect_timeout: float = duration_field("2s", "upstream connect timeout")
     read_timeout: float = duration_field("10s", "upstream read timeout (between bytes)")
@@ -234,6 +237,8 @@ class CacheSettings(ServiceSettings):
                 raise ValueError(f"--upstream must be an http(s) URL, got {url!r}")
         if self.max_object_bytes > self.cache_bytes:
             object.__setattr__(self, "max_object_bytes", self.cache_bytes)
+        if self.event_loop not in ("auto", "uvloop", "asyncio"):
+            raise ValueError(f"--event-loop must be auto, uvloop or asyncio: {self.event_loop!r}")
         if self.admission not in ("tinylfu", "lru"):
             raise ValueError(f"--admission must be tinylfu or lru, got {self.admission!r}")
         if self.fallback and not self.fallback.startswith(("http://", "https://")):

@@ -142,3 +142,24 @@ async def test_disk_tier_sigkill_mid_fill_leaves_nothing_partial(
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 15)
+
+
+async def test_disk_tier_in_stats_and_metrics(
+    origin_app, start_node, aiohttp_server, http, tmp_path
+):
+    """/stats and /metrics report the disk tier."""
+    from shared.admin import make_admin_app
+
+    _, origin = origin_app
+    node = await start_node("regional-1", origin, disk_path=str(tmp_path / "c"))
+    admin = url_of(await aiohttp_server(make_admin_app(node.app)))
+    async with http.get(url_of(node) + SEGMENT) as r:
+        await r.read()
+    await node.app[NODE].tasks.join()
+    await node.app[NODE].disk.flush()
+    async with http.get(admin + "/stats") as r:
+        disk = (await r.json())["disk"]
+    assert disk["objects"] == 1 and disk["write_errors"] == 0 and disk["bytes"] > 1000
+    async with http.get(admin + "/metrics") as r:
+        text = await r.text()
+    assert "tiercdn_disk_objects 1.0" in text and "tiercdn_disk_write_errors_total 0.0" in text
