@@ -39,8 +39,11 @@ Invariants:
   over any ``--peak-window`` of samples, per second.
 - Bounded: ``--viewers`` x the title's segments requests; a per-request
   ``--timeout``; the crowd is cancelled after ``--deadline`` seconds. One client
-  process (this one, on uvloop when available) with one ``ClientSession`` and at
-  most ``--connections`` connections. Only loopback, only ports from the OS.
+  process (this one, on uvloop when available); each viewer has its own
+  ``ClientSession`` of at most ``--connections`` (2) keep-alive connections, as a
+  browser player does, opened as it starts: a pool shared by all viewers opens
+  connections in bursts when load peaks, overflows the edge's listen backlog and
+  stalls for the 1 s SYN retransmit. Only loopback, only ports from the OS.
   Exit 0 unless something crashed, or ``--check`` and a target failed.
 """
 
@@ -188,7 +191,7 @@ def title_paths(presentation: Presentation) -> list[str]:
     return inits + media
 
 
-# -- the viewers: one process, one ClientSession ------------------------------------------
+# -- the viewers: one process, a ClientSession each -----------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,6 +294,20 @@ async def _viewer(
     log.done = True
 
 
+async def _own_connections(
+    plan: ViewerPlan, log: ViewerLog, connections: int, request_seconds: float, **kw: Any
+) -> None:
+    """One viewer with its own keep-alive connections, as a browser player has (a pool
+    shared by all viewers would open connections in bursts whenever load peaks)."""
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=request_seconds),
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+    ) as session:
+        await _viewer(session, plan=plan, log=log, **kw)
+
+
 async def run_crowd(
     base: str,
     manifest: str,
@@ -301,23 +318,20 @@ async def run_crowd(
     request_seconds: float,
     deadline: float,
 ) -> list[ViewerLog]:
-    """Every viewer of ``plans`` against the edge at ``base``; cancelled after ``deadline``."""
+    """Every viewer of ``plans`` against the edge at ``base``, each with at most
+    ``connections`` connections of its own; cancelled after ``deadline`` seconds."""
     logs = [ViewerLog() for _ in plans]
-    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections)
-    async with aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=request_seconds),
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-    ) as session:
-        start = time.perf_counter() + 0.2  # every task is scheduled before the first start
-        viewers = (
-            _viewer(session, base, manifest, p, start, speedup, log)
-            for p, log in zip(plans, logs, strict=True)
+    start = time.perf_counter() + 0.2  # every task is scheduled before the first start
+    viewers = (
+        _own_connections(
+            p, log, connections, request_seconds,
+            base=base, manifest=manifest, start=start, speedup=speedup,
         )
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(deadline):
-                await asyncio.gather(*viewers)
+        for p, log in zip(plans, logs, strict=True)
+    )  # fmt: skip
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(deadline):
+            await asyncio.gather(*viewers)
     return logs
 
 
@@ -651,7 +665,7 @@ def run_combination(
                     ns.manifest,
                     plans,
                     speedup=ns.speedup,
-                    connections=ns.connections or 2 * ns.viewers,
+                    connections=ns.connections,
                     request_seconds=ns.timeout,
                     deadline=ns.deadline,
                 )
@@ -761,7 +775,7 @@ def _parser() -> argparse.ArgumentParser:
     a("--library", type=Path, help="reuse this library instead of making a title")
     a("--manifest", default=MANIFEST, help=f"the title's MPD path (default {MANIFEST})")
     a("--duration", type=float, default=60.0, help="seconds of the title to make (60)")
-    a("--connections", type=int, default=0, help="client connection limit (0: 2 per viewer)")
+    a("--connections", type=int, default=2, help="connections per viewer (2: video, audio)")
     a("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     a("--deadline", type=float, default=120.0, help="seconds per crowd, pre-warm (120)")
     a("--sample-interval", type=float, default=0.2, help="origin metrics period, s (0.2)")
@@ -779,8 +793,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     positive = (ns.viewers, ns.speedup, ns.timeout, ns.deadline, ns.duration)
     if min(positive) <= 0 or ns.ramp < 0 or ns.prefetch < 1 or ns.prewarm_concurrency < 1:
         raise SystemExit("error: counts, times and --prefetch must be > 0, --ramp >= 0")
-    if ns.sample_interval <= 0 or ns.peak_window < ns.sample_interval or ns.connections < 0:
-        raise SystemExit("error: --sample-interval > 0, --peak-window >= it, --connections >= 0")
+    if ns.sample_interval <= 0 or ns.peak_window < ns.sample_interval or ns.connections < 1:
+        raise SystemExit("error: --sample-interval > 0, --peak-window >= it, --connections > 0")
     load_before = os.getloadavg()
     plans = plan_viewers(ns.viewers, ns.ramp, ns.mix, ns.seed)
     print(

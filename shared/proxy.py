@@ -336,13 +336,20 @@ class Node:
     def _serve_stored(
         self, request: web.Request, obj: CachedObject, now: float, stale: str | None = None
     ) -> web.Response:
+        age, member = self._account_hit(request, obj, now, stale)
+        return self.respond.from_store(request, obj, age, member)
+
+    def _account_hit(
+        self, request: web.Request, obj: CachedObject, now: float, stale: str | None
+    ) -> tuple[float, str]:
+        """Count a (stale) hit; its age and Cache-Status member."""
         age = obj.age(now)
         member = f"{self.name}; hit; ttl={int(obj.lifetime - age)}"
         if stale:
             member += f"; detail={stale}"
             self.metrics.stale_served.labels(stale).inc()
         self._record(request, Outcome.STALE if stale else Outcome.HIT)
-        return self.respond.from_store(request, obj, age, member)
+        return age, member
 
     async def _serve_any(
         self, request: web.Request, obj: CachedObject, now: float, stale: str | None = None
@@ -356,12 +363,7 @@ class Node:
             return None
         fobj, length = opened
         try:
-            age = obj.age(now)
-            member = f"{self.name}; hit; ttl={int(obj.lifetime - age)}"
-            if stale:
-                member += f"; detail={stale}"
-                self.metrics.stale_served.labels(stale).inc()
-            self._record(request, Outcome.STALE if stale else Outcome.HIT)
+            age, member = self._account_hit(request, obj, now, stale)
             self._promote_later(obj)
             return await self.respond.from_file(request, obj, fobj, length, age, member)
         finally:
