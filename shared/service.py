@@ -98,7 +98,9 @@ async def serve(
         )
         await runner.setup()
         runners.append(runner)
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        # A flash crowd opens thousands of connections at once: a deep accept queue
+        # (the kernel caps it at net.core.somaxconn) instead of SYN retries.
+        await web.TCPSite(runner, host, port, reuse_address=True, backlog=4096).start()
         if admin is not None and admin_port:
             admin_runner = web.AppRunner(admin, access_log=None, handle_signals=False)
             await admin_runner.setup()
