@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from edge.cors import install_cors
+from edge.player import install_player
 from shared.proxy import NODE
 from shared.proxy import make_app as make_node_app
 from shared.settings import CacheSettings
@@ -24,8 +25,10 @@ DEFAULTS = {
 
 
 def make_app(settings: CacheSettings) -> web.Application:
-    """The engine plus the edge's policies (CORS for browser players)."""
+    """The engine plus the edge's policies (CORS and a player page for browsers)."""
     app = make_node_app(settings)
     if settings.cors_origin:
         install_cors(app, app[NODE].respond, settings.cors_origin)
+    if settings.player_dashjs_url:
+        install_player(app, settings.player_dashjs_url)
     return app

@@ -200,6 +200,11 @@ class CacheSettings(ServiceSettings):
         "1h", "cap on heuristic freshness (RFC 9111 §4.2.2) for responses without one"
     )
     cors_origin: str = option("", "Access-Control-Allow-Origin for browser players ('' = off)")
+    player_dashjs_url: str = option(
+        "https://cdn.jsdelivr.net/npm/dashjs@5/dist/modern/umd/dash.all.min.js",
+        "dash.js for the edge's /player/ page: an http(s) URL, or a local file the edge"
+        " serves at /player/dash.all.min.js ('' = no player page)",
+    )
     # -- miss storms: admission, shedding, origin budget, stale, failover ------------
     admission: str = option("tinylfu", "cache admission policy: tinylfu or lru")
     max_requests: int = option(4096, "concurrent client misses beyond which misses are shed")
@@ -237,6 +242,9 @@ class CacheSettings(ServiceSettings):
                 raise ValueError(f"--upstream must be an http(s) URL, got {url!r}")
         if self.max_object_bytes > self.cache_bytes:
             object.__setattr__(self, "max_object_bytes", self.cache_bytes)
+        url = self.player_dashjs_url
+        if url and not url.startswith(("http://", "https://")) and not os.path.isfile(url):
+            raise ValueError(f"--player-dashjs-url must be an http(s) URL or a file: {url!r}")
         if self.event_loop not in ("auto", "uvloop", "asyncio"):
             raise ValueError(f"--event-loop must be auto, uvloop or asyncio: {self.event_loop!r}")
         if self.admission not in ("tinylfu", "lru"):

@@ -1,0 +1,111 @@
+"""Fixtures for real-browser tests: system Chromium, a local dash.js, a longer title.
+
+Nothing here downloads anything. Chromium is Debian's ``chromium`` package
+(``/usr/bin/chromium``, or ``TIERCDN_CHROMIUM``), driven by Playwright for
+Python; dash.js comes from ``npm install --prefix .cache/npm dashjs@5`` (or
+``TIERCDN_DASHJS``, the path of ``dash.all.min.js``). ``scripts/install-browser``
+installs both, as ``.ci/run`` does. A missing piece fails the test with the
+command that installs it: these tests never skip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from origin.packager import Rendition, make_sample
+
+try:
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+    from playwright.async_api import async_playwright
+except ImportError:  # the chromium fixture fails with the command that installs it
+    async_playwright = None  # type: ignore[assignment]
+    PlaywrightTimeout = TimeoutError  # type: ignore[misc,assignment]
+
+REPO = Path(__file__).resolve().parents[2]
+DASHJS = REPO / ".cache/npm/node_modules/dashjs/dist/modern/umd/dash.all.min.js"
+CHROMIUM = "/usr/bin/chromium"
+INSTALL = "run scripts/install-browser (the browser install steps of .ci/run)"
+# The flags this machine needs: no sandbox as root, no GPU, and no background
+# calls home (the closed network refuses them, many at a time).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LONG_TITLE = "long"
+LONG_SECONDS = 30
+LONG_LADDER = (Rendition(180, 300_000), Rendition(360, 800_000))
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = os.environ.get("TIERCDN_CHROMIUM", CHROMIUM)
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"no Chromium at {path}: {INSTALL} (apt-get install -y chromium)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def dashjs_file() -> Path:
+    path = Path(os.environ.get("TIERCDN_DASHJS", DASHJS))
+    if not path.is_file():
+        pytest.fail(f"no dash.js at {path}: {INSTALL} (npm install --prefix .cache/npm dashjs@5)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def long_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A library holding ``long/``: 30 s, 180p 300 kb/s and 360p 800 kb/s + AAC."""
+    library = tmp_path_factory.mktemp("long-library")
+    make_sample(library / LONG_TITLE, duration=LONG_SECONDS, renditions=LONG_LADDER)
+    return library
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    """Where the screenshot and summary go: ``TIERCDN_BROWSER_ARTIFACTS`` or tmp_path."""
+    path = Path(os.environ.get("TIERCDN_BROWSER_ARTIFACTS", tmp_path))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+async def dashjs_server(aiohttp_server: object, dashjs_file: Path) -> TestServer:
+    """A tiny static server for dash.js on its own port (another origin than the edge)."""
+
+    async def serve(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(dashjs_file, headers={"Content-Type": "text/javascript"})
+
+    app = web.Application()
+    app.router.add_get("/dash.all.min.js", serve)
+    return await aiohttp_server(app)  # type: ignore[operator,no-any-return]
+
+
+@pytest.fixture
+async def chromium(chromium_path: str, tmp_path: Path) -> AsyncIterator[object]:
+    """A headless Chromium context with a fresh profile (Playwright's async API)."""
+    if async_playwright is None:
+        pytest.fail("Playwright for Python is missing: scripts/bootstrap (pip install -e '.[dev]')")
+    async with async_playwright() as pw:
+        context = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=chromium_path,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1100, "height": 900},
+        )
+        try:
+            yield context
+        finally:
+            await context.close()

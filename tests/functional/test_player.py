@@ -1,0 +1,131 @@
+"""The edge's /player/ page: dash.js from the setting, src escaped, the proxy untouched."""
+
+from __future__ import annotations
+
+import html
+import re
+from urllib.parse import quote
+
+import pytest
+
+from edge.app import make_app as make_edge_app
+from edge.player import LOCAL_DASHJS
+from regional.app import make_app as make_regional_app
+from tests.functional.conftest import node_settings, url_of
+
+DASHJS = "http://127.0.0.1:9/vendor/dash.all.min.js"
+
+
+@pytest.fixture
+async def edge(aiohttp_server, origin_server):
+    """An edge in front of the origin with dash.js at a made-up local URL."""
+    settings = node_settings(
+        "edge-1", url_of(origin_server), cors_origin="*", player_dashjs_url=DASHJS
+    )
+    return url_of(await aiohttp_server(make_edge_app(settings)))
+
+
+def script_srcs(page: str) -> list[str]:
+    return re.findall(r'<script src="([^"]*)"></script>', page)
+
+
+async def test_player_page_loads_configured_dashjs(edge, http):
+    """The page loads dash.js from --player-dashjs-url and plays the sample by default."""
+    async with http.get(edge + "/player/") as r:
+        assert r.status == 200
+        assert r.content_type == "text/html"
+        page = await r.text()
+        csp = r.headers["Content-Security-Policy"]
+    assert script_srcs(page) == [DASHJS, "/player/player.js"]
+    assert 'data-src="/sample/manifest.mpd"' in page
+    assert "script-src 'self' http://127.0.0.1:9;" in csp
+    assert "object-src 'none'" in csp
+    for asset, kind in (("player.js", "text/javascript"), ("player.css", "text/css")):
+        async with http.get(edge + "/player/" + asset) as r:
+            assert r.status == 200 and r.content_type == kind
+            assert len(await r.read()) > 100
+
+
+async def test_player_src_is_escaped(edge, http):
+    """A src with quotes and ampersands reaches the page only HTML-escaped."""
+    src = "/sample/manifest.mpd?a=1&b='x'"
+    async with http.get(edge + "/player/?src=" + quote(src, safe="")) as r:
+        assert r.status == 200
+        page = await r.text()
+    escaped = html.escape(src, quote=True)
+    assert f'data-src="{escaped}"' in page and f'value="{escaped}"' in page
+    assert "'x'" not in page and "&b=" not in page
+    assert script_srcs(page) == [DASHJS, "/player/player.js"]
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        '/x"><script>alert(1)</script>',
+        "/x' onmouseover='alert(1)",
+        "javascript:alert(1)",
+        "data:text/html,<b>x</b>",
+        "//evil.example/manifest.mpd",
+        "sample/manifest.mpd",
+        "/a\\b",
+        "",
+        "/" + "a" * 3000,
+    ],
+)
+async def test_player_rejects_bad_src(edge, http, src):
+    """A src that is not an http(s) URL or an absolute path of URL characters is a 400."""
+    async with http.get(edge + "/player/?src=" + quote(src, safe="")) as r:
+        assert r.status == 400
+        assert "<script" not in await r.text()
+
+
+async def test_player_accepts_absolute_http_src(edge, http):
+    """An http(s) manifest on another edge is allowed (it reads Cache-Status over CORS)."""
+    src = "https://edge-2.example:8443/sample/manifest.mpd"
+    async with http.get(edge + "/player/", params={"src": src}) as r:
+        assert r.status == 200
+        assert f'data-src="{src}"' in await r.text()
+
+
+async def test_player_leaves_other_paths_to_the_proxy(edge, http):
+    """Titles, /player without a slash and unknown /player/ files still go through the cache."""
+    async with http.get(edge + "/sample/manifest.mpd") as r:
+        assert r.status == 200
+        assert "edge-1" in r.headers["Cache-Status"]
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
+    for path in ("/player", "/player/manifest.mpd", "/player/index.html"):
+        async with http.get(edge + path) as r:
+            assert r.status == 404
+            assert "edge-1" in r.headers["Cache-Status"], path  # answered by the proxy
+
+
+async def test_player_serves_a_local_dashjs_file(aiohttp_server, origin_server, http, tmp_path):
+    """A file path as --player-dashjs-url is served by the edge itself."""
+    dashjs = tmp_path / "dash.all.min.js"
+    dashjs.write_text("window.dashjs = {};\n")
+    settings = node_settings("edge-1", url_of(origin_server), player_dashjs_url=str(dashjs))
+    edge = url_of(await aiohttp_server(make_edge_app(settings)))
+    async with http.get(edge + "/player/") as r:
+        assert script_srcs(await r.text()) == [LOCAL_DASHJS, "/player/player.js"]
+        assert "script-src 'self';" in r.headers["Content-Security-Policy"]
+    async with http.get(edge + LOCAL_DASHJS) as r:
+        assert r.status == 200 and r.content_type == "text/javascript"
+        assert await r.text() == "window.dashjs = {};\n"
+
+
+async def test_player_off_and_not_on_regional(aiohttp_server, origin_server, http):
+    """An empty --player-dashjs-url turns the page off; a regional never has it."""
+    off = node_settings("edge-1", url_of(origin_server), player_dashjs_url="")
+    regional = node_settings("regional-1", url_of(origin_server))
+    for app in (make_edge_app(off), make_regional_app(regional)):
+        url = url_of(await aiohttp_server(app))
+        async with http.get(url + "/player/") as r:
+            assert r.status == 404 and "Cache-Status" in r.headers
+
+
+@pytest.mark.parametrize("value", ["ftp://example/dash.js", "/no/such/dash.all.min.js"])
+def test_player_bad_dashjs_setting_fails_at_start(value):
+    """A dash.js setting that is neither an http(s) URL nor a file stops the edge at start."""
+    settings = node_settings("edge-1", "http://127.0.0.1:9", player_dashjs_url=value)
+    with pytest.raises(ValueError, match="player-dashjs-url"):
+        make_edge_app(settings)
