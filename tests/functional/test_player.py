@@ -125,7 +125,6 @@ async def test_player_off_and_not_on_regional(aiohttp_server, origin_server, htt
 
 @pytest.mark.parametrize("value", ["ftp://example/dash.js", "/no/such/dash.all.min.js"])
 def test_player_bad_dashjs_setting_fails_at_start(value):
-    """A dash.js setting that is neither an http(s) URL nor a file stops the edge at start."""
-    settings = node_settings("edge-1", "http://127.0.0.1:9", player_dashjs_url=value)
+    """A dash.js setting that is neither an http(s) URL nor a file is refused with the settings."""
     with pytest.raises(ValueError, match="player-dashjs-url"):
-        make_edge_app(settings)
+        node_settings("edge-1", "http://127.0.0.1:9", player_dashjs_url=value)
