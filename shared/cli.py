@@ -286,6 +286,13 @@ def _print_report(report: object) -> int:
     return 1 if report.get("error") or report.get("failed") else 0
 
 
+def loadtest(ns: argparse.Namespace) -> int:
+    """``python -m loadtest.viewers SCENARIO ...``: virtual viewers against a CDN."""
+    from loadtest.viewers import main as viewers  # heavy (aiohttp client, plots): lazily
+
+    return viewers([ns.scenario, *ns.args])
+
+
 def _add_token(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token", "--admin-token", dest="admin_token", default=None,
@@ -328,7 +335,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default 600)")
     _add_token(p)
 
+    p = verbs.add_parser(
+        "loadtest",
+        help="virtual viewers watch titles through the edge (starts a topology by default)",
+        description="Runs python -m loadtest.viewers; see its --help for every option.",
+    )
+    p.add_argument("scenario", choices=("steady", "flash-crowd", "chaos"))
+    p.add_argument(
+        "args", nargs=argparse.REMAINDER, help="options of loadtest.viewers, e.g. --viewers 50"
+    )
+
     ns = parser.parse_args(argv)
+    if ns.verb == "loadtest":
+        return loadtest(ns)
     if ns.verb == "up":
         return up(from_namespace(UpSettings, ns))
     if ns.verb == "purge":
