@@ -150,6 +150,8 @@ class Topology:
                 args += ["--name", f"{name}-1", *common, *own.get(name, ())]
                 if name == "regional" and cache_dir is not None:
                     args += ["--disk-path", str(cache_dir / "regional-1")]
+                if name == "edge":  # with the regional down, go to the origin directly
+                    args += ["--fallback", top.tiers["origin"].url]
                 top._spawn(name, args, host, ports[name], log_dir)
             top.wait_healthy(time.monotonic() + ready_seconds)
         except BaseException:
