@@ -5,13 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from origin.app import METRICS_KEY
 from shared.admin import make_admin_app
 from shared.prewarm import prewarm as run_prewarm
-from shared.proxy import NODE, Node
-from tests.functional.conftest import url_of
+from tests.functional.conftest import Chain, url_of
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -19,25 +17,11 @@ MPD = "/sample/manifest.mpd"
 
 
 @dataclasses.dataclass
-class Admins:
+class Admins(Chain):
     """A chain whose regional and edge take ``TOKEN``, with their admin listeners."""
 
-    origin: TestServer
-    regional: TestServer
-    edge: TestServer
-    regional_admin: str
-    edge_admin: str
-
-    @property
-    def edge_node(self) -> Node:
-        return self.edge.app[NODE]
-
-    @property
-    def regional_node(self) -> Node:
-        return self.regional.app[NODE]
-
-    def url(self, path: str) -> str:
-        return url_of(self.edge) + path
+    regional_admin: str = ""
+    edge_admin: str = ""
 
     def origin_requests(self) -> int:
         return int(self.origin.app[METRICS_KEY].stats()["requests"])
