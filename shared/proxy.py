@@ -177,7 +177,7 @@ class Node:
         req_h = request.headers
         if key.endswith(".mpd"):
             self._count_title(key)
-        elif self.settings.prefetch and request.method == "GET":
+        elif self.settings.prefetch and request.method == "GET" and len(self.segments):
             self._prefetch_after(key)
         cc = parse_cache_control(req_h) if "Cache-Control" in req_h else {}
         variants = self.store.lookup(key)
