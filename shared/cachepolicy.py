@@ -49,7 +49,6 @@ __all__ = [
     "serve_to_authorized",
     "stale_rules",
     "storable",
-    "ttl",
     "vary_key",
     "vary_names",
 ]
@@ -228,20 +227,6 @@ def classify(
         if request_cc["max-stale"] is None or (limit is not None and age - lifetime <= limit):
             return Lookup.FRESH
     return Lookup.STALE
-
-
-def ttl(
-    response_headers: Headers,
-    *,
-    status: int,
-    request_time: float,
-    response_time: float,
-    now: float,
-    heuristic_max_age: float,
-) -> float:
-    """Freshness left at ``now``, negative once stale: Cache-Status ``ttl`` (RFC 9211 §2.4)."""
-    lifetime = freshness_lifetime(status, response_headers, heuristic_max_age=heuristic_max_age)
-    return lifetime - current_age(response_headers, request_time, response_time, now)
 
 
 @dataclass(frozen=True, slots=True)

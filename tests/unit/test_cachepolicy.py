@@ -372,19 +372,6 @@ def test_current_age_table(response, request_time, response_time, now, expected)
     assert cp.current_age(hdrs(*response), request_time, response_time, now) == expected
 
 
-@pytest.mark.parametrize(
-    ("now", "expected"),
-    [pytest.param(T + 30, 70, id="fresh"), pytest.param(T + 130, -30, id="stale-negative")],
-)
-def test_ttl_remaining_freshness(now, expected):
-    """Lifetime minus current age, negative once stale."""
-    response = hdrs("Cache-Control: max-age=100", f"Date: {date(0)}")
-    got = cp.ttl(
-        response, status=200, request_time=T, response_time=T, now=now, heuristic_max_age=0
-    )
-    assert got == expected
-
-
 # --- classify ------------------------------------------------------------------------------
 
 MAX_AGE_100 = ("Cache-Control: max-age=100", f"Date: {date(0)}")
