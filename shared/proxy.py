@@ -48,7 +48,7 @@ from shared.cachepolicy import (
     vary_key,
     vary_names,
 )
-from shared.dash import SegmentIndex
+from shared.dash import SegmentIndex, is_manifest
 from shared.errors import (
     OriginBudgetExhausted,
     TruncatedBody,
@@ -175,7 +175,7 @@ class Node:
     async def _cacheable(self, request: web.Request) -> web.StreamResponse:
         key = _target(request)
         req_h = request.headers
-        if key.endswith(".mpd"):
+        if is_manifest(key):
             self._count_title(key)
         elif self.settings.prefetch and request.method == "GET" and len(self.segments):
             self._prefetch_after(key)
@@ -714,9 +714,7 @@ def _target(request: web.Request) -> str:
 
 
 def _is_manifest(key: str, headers: CIMultiDictProxy[str]) -> bool:
-    return key.split("?", 1)[0].endswith(".mpd") or headers.get("Content-Type", "").startswith(
-        "application/dash+xml"
-    )
+    return is_manifest(key) or headers.get("Content-Type", "").startswith("application/dash+xml")
 
 
 def _same_variant(head: FillHead, req_h: CIMultiDictProxy[str]) -> bool:
