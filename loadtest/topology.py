@@ -17,16 +17,10 @@ __all__ = [
     "Tier",
     "Topology",
     "TopologyError",
-    "free_port",
     "free_ports",
     "metrics",
     "rss_bytes",
 ]
-
-
-def free_port(host: str = HOST) -> int:
-    """A TCP port the OS reports free on ``host`` (bind to port 0, then release it)."""
-    return free_ports(1, host)[0]
 
 
 def rss_bytes(pid: int, field: str = "VmRSS") -> int | None:

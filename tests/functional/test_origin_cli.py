@@ -6,7 +6,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import pytest
+
+from shared.topology import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,13 +39,6 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
     assert lines[0].startswith("error: "), proc.stderr
     for needle in needles:
         assert needle in lines[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_origin_cli_sample_makes_a_title(tmp_path: Path) -> None:
@@ -130,7 +124,7 @@ def test_origin_cli_serve_rejects_bad_settings(sample_library: Path) -> None:
 
 def test_origin_cli_serve_runs_until_sigterm(sample_library: Path) -> None:
     """``serve`` prints a ready line, serves the library, and stops cleanly on SIGTERM."""
-    port, admin_port = free_port(), free_port()
+    port, admin_port = free_ports(2)
     env = {**os.environ, "TIERCDN_NAME": "origin-cli", "TIERCDN_ADMIN_PORT": str(admin_port)}
     args = ["serve", "--library", str(sample_library), "--port", str(port)]
     with subprocess.Popen(

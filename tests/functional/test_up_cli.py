@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import random
 import signal
 import socket
 import subprocess
@@ -12,17 +12,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from loadtest.startup import up_ports
+
 pytestmark = pytest.mark.slow
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def is_free(port: int) -> bool:
@@ -37,12 +29,7 @@ def is_free(port: int) -> bool:
 
 def ports_with_admin() -> tuple[list[int], int]:
     """Three free ports and an offset that leaves their admin ports free too."""
-    for _ in range(50):
-        ports = free_ports(3)
-        offset = 1000 + int.from_bytes(os.urandom(2), "big") % 5000
-        if all(p + offset < 65536 and is_free(p + offset) for p in ports):
-            return ports, offset
-    raise RuntimeError("no free ports")
+    return up_ports(random.Random())
 
 
 async def read_until(proc: asyncio.subprocess.Process, marker: str) -> str:
