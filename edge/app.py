@@ -6,10 +6,10 @@ from aiohttp import web
 
 from edge.cors import install_cors
 from edge.player import install_player
-from shared.proxy import NODE
-from shared.proxy import make_app as make_node_app
-from shared.settings import CacheSettings
-from shared.units import parse_size
+from shared.engine.node import NODE
+from shared.engine.node import make_app as make_node_app
+from shared.service.settings import CacheSettings
+from shared.service.units import parse_size
 
 __all__ = ["DEFAULTS", "make_app"]
 

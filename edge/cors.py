@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from shared.responses import Responder
+from shared.engine.responses import Responder
 
 __all__ = ["install_cors"]
 

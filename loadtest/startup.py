@@ -1,7 +1,7 @@
 """Startup time of ``tiercdn up``: launch to the first byte of the manifest via the edge.
 
 ``python -m loadtest.startup`` launches ``tiercdn up`` (``python -m
-shared.cli up``) on free loopback ports and polls the edge for the title's
+shared.ops.cli up``) on free loopback ports and polls the edge for the title's
 MPD until its first body byte arrives. Warm runs use a library that already
 holds a title (``--library``, or one sample made once into a temp folder);
 ``--cold`` runs also start from an empty library, so they include making the
@@ -99,7 +99,7 @@ def run_once(
 ) -> dict[str, Any]:
     """One launch of ``tiercdn up``: seconds to first byte, its own 'up in', exit code."""
     (edge, regional, origin), offset = up_ports(rng)
-    cmd = [sys.executable, "-m", "shared.cli", "up", "--library", str(library)]
+    cmd = [sys.executable, "-m", "shared.ops.cli", "up", "--library", str(library)]
     cmd += ["--edge-port", str(edge), "--regional-port", str(regional)]
     cmd += ["--origin-port", str(origin), "--admin-offset", str(offset)]
     cmd += ["--sample-duration", str(sample_duration)]

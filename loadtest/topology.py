@@ -1,4 +1,4 @@
-"""Load-test helpers around the three-tier topology (``shared.topology``).
+"""Load-test helpers around the three-tier topology (``shared.ops.topology``).
 
 Only loopback: every tier listens on ``127.0.0.1`` on ports the OS handed out.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.topology import HOST, Tier, Topology, TopologyError, free_ports
+from shared.ops.topology import HOST, Tier, Topology, TopologyError, free_ports
 
 __all__ = [
     "HOST",

@@ -80,7 +80,7 @@ from loadtest.flashcrowd import media_clock, media_path, run_loop, segment_count
 from loadtest.report import config_of, host_facts, write_summary
 from loadtest.topology import Tier, Topology, TopologyError, metrics
 from shared.dash import ContentKind, Stream, parse_mpd
-from shared.topology import answers
+from shared.ops.topology import answers
 
 if TYPE_CHECKING:
     from hdrh.histogram import HdrHistogram

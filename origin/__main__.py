@@ -18,9 +18,9 @@ from typing import Any, TextIO
 from origin.app import make_admin_app, make_app
 from origin.packager import DEFAULT_LADDER, PackagingError, make_sample, package, parse_ladder
 from origin.settings import OriginSettings
-from shared.service import configure_logging, run, serve
-from shared.settings import add_arguments, from_namespace
-from shared.units import parse_duration
+from shared.service.run import configure_logging, run, serve
+from shared.service.settings import add_arguments, from_namespace
+from shared.service.units import parse_duration
 
 __all__ = ["main"]
 

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from shared.units import parse_size
+from shared.service.units import parse_size
 
 __all__ = [
     "AUDIO_BITRATE",

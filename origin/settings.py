@@ -1,7 +1,7 @@
 """The origin's one settings object: library, listeners, freshness and faults.
 
 Built once in ``__main__`` from ``TIERCDN_*`` env vars with CLI flags on top
-(``shared.settings``); frozen and validated in ``__post_init__``. Fault
+(``shared.service.settings``); frozen and validated in ``__post_init__``. Fault
 injection is off by default; it exists so tests and load tests can play a
 slow or thin origin.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from shared.settings import ServiceSettings, duration_field, option, size_field
+from shared.service.settings import ServiceSettings, duration_field, option, size_field
 
 __all__ = ["OriginSettings"]
 

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from regional.app import DEFAULTS, make_app
-from shared.node import main as run_node
+from shared.service.cachenode import main as run_node
 
 
 def main(argv: Sequence[str] | None = None) -> int:

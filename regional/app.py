@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from shared.proxy import make_app as make_node_app
-from shared.settings import CacheSettings
-from shared.units import parse_size
+from shared.engine.node import make_app as make_node_app
+from shared.service.settings import CacheSettings
+from shared.service.units import parse_size
 
 __all__ = ["DEFAULTS", "make_app"]
 

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from shared.admission import TinyLfu
+from shared.policy.admission import TinyLfu
 
 __all__ = ["POLICIES", "CachedObject", "MemoryStore"]
 

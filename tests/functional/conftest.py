@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestServer
 
 from origin.app import make_app as make_origin_app
 from origin.settings import OriginSettings
-from shared.proxy import NODE, Node
-from shared.proxy import make_app as make_node_app
-from shared.settings import CacheSettings
+from shared.engine.node import NODE, Node
+from shared.engine.node import make_app as make_node_app
+from shared.service.settings import CacheSettings
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 

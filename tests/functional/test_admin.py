@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from regional.app import DEFAULTS as REGIONAL_DEFAULTS
 from regional.app import make_app as make_regional_app
-from shared.admin import make_admin_app
+from shared.service.admin import make_admin_app
 from tests.functional.conftest import node_settings, url_of
 
 

@@ -12,9 +12,9 @@ import time
 import pytest
 from aiohttp import web
 
-from shared.admin import make_admin_app
-from shared.proxy import NODE
-from shared.topology import free_ports
+from shared.engine.node import NODE
+from shared.ops.topology import free_ports
+from shared.service.admin import make_admin_app
 from tests.functional.conftest import url_of
 from tests.functional.test_up_cli import ports_with_admin, read_until
 
@@ -23,12 +23,12 @@ MPD = "/sample/manifest.mpd"
 
 
 async def tiercdn(*args: str, token: str | None = TOKEN) -> tuple[int, str, str]:
-    """Run ``python -m shared.cli ARGS`` without blocking the loop the servers run in."""
+    """Run ``python -m shared.ops.cli ARGS`` without blocking the loop the servers run in."""
     env = {k: v for k, v in os.environ.items() if k != "TIERCDN_ADMIN_TOKEN"}
     if token is not None:
         env["TIERCDN_ADMIN_TOKEN"] = token
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shared.cli", *args,
+        sys.executable, "-m", "shared.ops.cli", *args,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     async with asyncio.timeout(60):
@@ -159,7 +159,7 @@ async def test_cli_up_with_a_token_enables_purge_and_prewarm(sample_library, htt
     (edge, regional, origin), offset = ports_with_admin()
     env = {k: v for k, v in os.environ.items() if k != "TIERCDN_ADMIN_TOKEN"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shared.cli", "up", "--library", str(sample_library),
+        sys.executable, "-m", "shared.ops.cli", "up", "--library", str(sample_library),
         "--edge-port", str(edge), "--regional-port", str(regional),
         "--origin-port", str(origin), "--admin-offset", str(offset), "--admin-token", TOKEN,
         "--cache-dir", str(tmp_path / "cache"),

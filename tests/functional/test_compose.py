@@ -42,9 +42,9 @@ from origin.app import make_admin_app as make_origin_admin
 from origin.app import make_app as make_origin_app
 from origin.settings import OriginSettings
 from regional.app import make_app as make_regional_app
-from shared.admin import make_admin_app
-from shared.outcome import Outcome
-from shared.settings import CacheSettings, ServiceSettings, from_namespace, load
+from shared.engine.outcome import Outcome
+from shared.service.admin import make_admin_app
+from shared.service.settings import CacheSettings, ServiceSettings, from_namespace, load
 from tests.functional.conftest import url_of
 
 REPO = Path(__file__).resolve().parents[2]

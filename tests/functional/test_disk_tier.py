@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from origin.app import METRICS_KEY
-from shared.proxy import NODE
+from shared.engine.node import NODE
 from tests.functional.conftest import url_of
 
 SEGMENT = "/sample/chunk-0-00002.m4s"
@@ -148,7 +148,7 @@ async def test_disk_tier_in_stats_and_metrics(
     origin_app, start_node, aiohttp_server, http, tmp_path
 ):
     """/stats and /metrics report the disk tier."""
-    from shared.admin import make_admin_app
+    from shared.service.admin import make_admin_app
 
     _, origin = origin_app
     node = await start_node("regional-1", origin, disk_path=str(tmp_path / "c"))

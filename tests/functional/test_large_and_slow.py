@@ -8,7 +8,7 @@ import os
 import pytest
 from aiohttp import web
 
-from shared.proxy import NODE
+from shared.engine.node import NODE
 from tests.functional.conftest import url_of
 
 BIG = os.urandom(3 * 2**20)

@@ -14,7 +14,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 
-from shared.topology import free_ports
+from shared.ops.topology import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.outcome import Outcome
-from shared.proxy import NODE
+from shared.engine.node import NODE
+from shared.engine.outcome import Outcome
 from tests.functional.conftest import url_of
 
 

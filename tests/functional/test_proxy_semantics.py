@@ -9,8 +9,8 @@ import time
 import pytest
 from aiohttp import web
 
-from shared.cachepolicy import format_http_date
-from shared.proxy import NODE
+from shared.engine.node import NODE
+from shared.http.cachepolicy import format_http_date
 from tests.functional.conftest import Clock, url_of
 
 BODY = b"segment-bytes-" * 100

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from origin.app import METRICS_KEY
-from shared.admin import make_admin_app
-from shared.prewarm import prewarm as run_prewarm
+from shared.engine.prewarm import prewarm as run_prewarm
+from shared.service.admin import make_admin_app
 from tests.functional.conftest import Chain, url_of
 
 TOKEN = "s3cret-token"

@@ -12,8 +12,8 @@ from aiohttp import web
 
 from origin.app import METRICS_KEY
 from origin.app import make_app as make_origin_app
-from shared.outcome import Outcome
-from shared.proxy import NODE
+from shared.engine.node import NODE
+from shared.engine.outcome import Outcome
 from tests.functional.conftest import Clock, url_of
 from tests.functional.rawserver import RawServer, head
 

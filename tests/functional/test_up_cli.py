@@ -47,7 +47,7 @@ async def test_up_serves_all_tiers_and_stops_on_sigint(sample_library, http, tmp
     """`tiercdn up` answers on every tier, plays the first segments and exits 0 on SIGINT."""
     (edge, regional, origin), offset = ports_with_admin()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shared.cli", "up", "--library", str(sample_library),
+        sys.executable, "-m", "shared.ops.cli", "up", "--library", str(sample_library),
         "--edge-port", str(edge), "--regional-port", str(regional),
         "--origin-port", str(origin), "--admin-offset", str(offset),
         "--cache-dir", str(tmp_path / "cache"),
@@ -92,7 +92,7 @@ async def test_up_serves_all_tiers_and_stops_on_sigint(sample_library, http, tmp
     assert list((tmp_path / "cache" / "regional-1").rglob("*.meta"))  # the regional's disk tier
 
 
-@pytest.mark.parametrize("module", ["edge", "regional", "origin", "shared.cli"])
+@pytest.mark.parametrize("module", ["edge", "regional", "origin", "shared.ops.cli"])
 def test_cli_help(module):
     """Every console entry point answers --help."""
     result = subprocess.run(

@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from shared.proxy import NODE
+from shared.engine.node import NODE
 from tests.functional.conftest import url_of
 from tests.functional.rawserver import RawServer, head
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.admission import MAX_COUNT, TinyLfu
+from shared.policy.admission import MAX_COUNT, TinyLfu
 
 
 def sketch_with(counts: dict[str, int], expected: int = 1024) -> TinyLfu:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.breaker import BreakerState, CircuitBreaker
-from shared.ratelimit import TokenBucket
+from shared.policy.breaker import BreakerState, CircuitBreaker
+from shared.policy.ratelimit import TokenBucket
 
 CLOSED, OPEN, HALF = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from shared.budget import OriginBudget
-from shared.errors import OriginBudgetExhausted
+from shared.engine.budget import OriginBudget
+from shared.engine.errors import OriginBudgetExhausted
 
 
 async def test_budget_unlimited_never_waits():

@@ -1,12 +1,12 @@
-"""Table-driven tests for shared.cachepolicy (RFC 9111 / RFC 9110 decisions)."""
+"""Table-driven tests for shared.http.cachepolicy (RFC 9111 / RFC 9110 decisions)."""
 
 from __future__ import annotations
 
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from shared import cachepolicy as cp
-from shared.cachepolicy import Lookup, RangeKind, RangeResult, Storable
+from shared.http import cachepolicy as cp
+from shared.http.cachepolicy import Lookup, RangeKind, RangeResult, Storable
 
 T = 784111777.0  # Sun, 06 Nov 1994 08:49:37 GMT
 IMF = "Sun, 06 Nov 1994 08:49:37 GMT"

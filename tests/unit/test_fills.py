@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from shared.errors import TruncatedBody
-from shared.fills import Fill, FillHead, FillTable
+from shared.engine.errors import TruncatedBody
+from shared.engine.fills import Fill, FillHead, FillTable
 
 EMPTY: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 
-from shared.hashring import rendezvous_order
+from shared.policy.hashing import rendezvous_order
 
 PARENTS = ["http://r1", "http://r2", "http://r3"]
 

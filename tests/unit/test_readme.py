@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from origin.settings import OriginSettings
-from shared.cli import UpSettings
-from shared.settings import CacheSettings, env_name
+from shared.ops.cli import UpSettings
+from shared.service.settings import CacheSettings, env_name
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 

@@ -1,4 +1,4 @@
-"""Table-driven tests for shared.shedding (request admission under load)."""
+"""Table-driven tests for shared.policy.shedding (request admission under load)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from shared.dash import ContentKind, Representation, SegmentInfo, SegmentKind
-from shared.shedding import Priority, Shed, Shedder, media_priority, priority_of
+from shared.policy.shedding import Priority, Shed, Shedder, media_priority, priority_of
 
 P = Priority
 ADMIT, REQS, FILLS = Shed.ADMIT, Shed.SHED_REQUESTS, Shed.SHED_FILLS

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.settings import CacheSettings, load
-from shared.units import format_size, parse_duration, parse_size
+from shared.service.settings import CacheSettings, load
+from shared.service.units import format_size, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(

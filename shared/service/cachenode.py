@@ -11,9 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from shared import service
-from shared.admin import make_admin_app
-from shared.settings import CacheSettings, load
+from shared.service import run as service
+from shared.service.admin import make_admin_app
+from shared.service.settings import CacheSettings, load
 
 __all__ = ["main"]
 

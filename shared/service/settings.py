@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from shared.units import format_size, parse_duration, parse_size
+from shared.service.units import format_size, parse_duration, parse_size
 
 __all__ = [
     "CacheSettings",

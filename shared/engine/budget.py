@@ -14,8 +14,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
-from shared.errors import OriginBudgetExhausted
-from shared.ratelimit import TokenBucket
+from shared.engine.errors import OriginBudgetExhausted
+from shared.policy.ratelimit import TokenBucket
 
 __all__ = ["OriginBudget"]
 

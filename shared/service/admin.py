@@ -18,9 +18,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shared.outcome import Outcome
-from shared.prewarm import MAX_CONCURRENCY, prewarm, prewarm_top
-from shared.proxy import NODE, Node
+from shared.engine.node import NODE, Node
+from shared.engine.outcome import Outcome
+from shared.engine.prewarm import MAX_CONCURRENCY, prewarm, prewarm_top
 
 __all__ = ["make_admin_app", "stats"]
 

@@ -16,19 +16,19 @@ from typing import IO
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from shared.cachepolicy import (
+from shared.engine.errors import UpstreamError
+from shared.engine.fills import Fill, FillHead, FillReader
+from shared.engine.upstream import UpstreamResponse
+from shared.http.cachepolicy import (
     RangeKind,
     end_to_end,
     evaluate_conditionals,
     if_range_matches,
     parse_range,
 )
-from shared.errors import UpstreamError
-from shared.fills import Fill, FillHead, FillReader
-from shared.metrics import Metrics
+from shared.service.metrics import Metrics
 from shared.store import CachedObject
 from shared.store.disk import send_file
-from shared.upstream import UpstreamResponse
 
 __all__ = ["Responder"]
 

@@ -29,9 +29,21 @@ from aiohttp import web
 from cachetools import LRUCache, TTLCache
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from shared.breaker import CircuitBreaker
-from shared.budget import OriginBudget
-from shared.cachepolicy import (
+from shared.dash import SegmentIndex, is_manifest
+from shared.engine.budget import OriginBudget
+from shared.engine.errors import (
+    OriginBudgetExhausted,
+    TruncatedBody,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from shared.engine.fills import Fill, FillHead, FillTable
+from shared.engine.outcome import Fwd, Outcome, cache_status_member
+from shared.engine.responses import Responder
+from shared.engine.tasks import TaskGroup
+from shared.engine.upstream import UpstreamPool, UpstreamResponse
+from shared.http.cachepolicy import (
     Lookup,
     Storable,
     classify,
@@ -48,26 +60,14 @@ from shared.cachepolicy import (
     vary_key,
     vary_names,
 )
-from shared.dash import SegmentIndex, is_manifest
-from shared.errors import (
-    OriginBudgetExhausted,
-    TruncatedBody,
-    UpstreamBadResponse,
-    UpstreamError,
-    UpstreamUnavailable,
-)
-from shared.fills import Fill, FillHead, FillTable
-from shared.metrics import Metrics
-from shared.outcome import Fwd, Outcome, cache_status_member
-from shared.responses import Responder
-from shared.settings import CacheSettings
-from shared.shedding import Priority, Shed, Shedder, priority_of
+from shared.policy.breaker import CircuitBreaker
+from shared.policy.shedding import Priority, Shed, Shedder, priority_of
+from shared.service.metrics import Metrics
+from shared.service.settings import CacheSettings
+from shared.service.units import format_size
 from shared.store import CachedObject, MemoryStore
 from shared.store.disk import DiskObject, DiskStore
 from shared.store.tiered import TieredStore, in_memory
-from shared.tasks import TaskGroup
-from shared.units import format_size
-from shared.upstream import UpstreamPool, UpstreamResponse
 
 __all__ = ["NODE", "OUTCOME", "Node", "make_app"]
 
@@ -442,7 +442,7 @@ class Node:
             fill.fail(exc)
         except Exception as exc:  # a bug must not leave readers waiting forever
             fill.fail(UpstreamBadResponse(f"internal error: {exc!r}"))
-            raise  # logged with its traceback by shared.tasks
+            raise  # logged with its traceback by shared.engine.tasks
         finally:
             self.fetches_in_flight -= 1
             fill.fail(UpstreamUnavailable("fill abandoned"))  # no-op once finished

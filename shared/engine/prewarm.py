@@ -23,10 +23,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shared.dash import parse_mpd, segment_paths
-from shared.outcome import Outcome
+from shared.engine.outcome import Outcome
 
 if TYPE_CHECKING:
-    from shared.proxy import Node
+    from shared.engine.node import Node
 
 __all__ = ["MAX_CONCURRENCY", "PrewarmReport", "prewarm", "prewarm_top"]
 

@@ -1,7 +1,7 @@
 """Requests to a node's parents: one pooled ClientSession, timeouts, failover.
 
 The only module that talks aiohttp-client; its exceptions are translated here
-into ``shared.errors`` (before the head: unavailable / timeout / bad
+into ``shared.engine.errors`` (before the head: unavailable / timeout / bad
 response; mid-body: ``TruncatedBody``). Each parent has a circuit breaker;
 parents are tried in rendezvous order for the cache key, then the fallback.
 """
@@ -19,16 +19,16 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from shared.breaker import BreakerState, CircuitBreaker
-from shared.errors import (
+from shared.engine.errors import (
     TruncatedBody,
     UpstreamBadResponse,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from shared.hashring import rendezvous_order
-from shared.metrics import Metrics
+from shared.policy.breaker import BreakerState, CircuitBreaker
+from shared.policy.hashing import rendezvous_order
+from shared.service.metrics import Metrics
 
 __all__ = ["UpstreamPool", "UpstreamResponse"]
 

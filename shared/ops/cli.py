@@ -32,8 +32,8 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
-from shared.settings import add_arguments, from_namespace, option, size_field
-from shared.topology import TIERS, Topology, TopologyError
+from shared.ops.topology import TIERS, Topology, TopologyError
+from shared.service.settings import add_arguments, from_namespace, option, size_field
 
 __all__ = ["main"]
 

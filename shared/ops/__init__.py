@@ -1,0 +1,1 @@
+"""Operations: the tiercdn umbrella CLI and the process topology it starts."""

@@ -1,0 +1,1 @@
+"""Policy, pure: admission, shedding, circuit breaker, rate limit and hashing."""

@@ -1,0 +1,1 @@
+"""The service around the engine: settings, listeners, admin, metrics and logging."""
