@@ -43,7 +43,7 @@ from shared.engine.outcome import Fwd, Outcome, cache_status_member
 from shared.engine.responses import Responder
 from shared.engine.tasks import TaskGroup
 from shared.engine.upstream import UpstreamPool, UpstreamResponse
-from shared.http.cachepolicy import (
+from shared.http import (
     Lookup,
     Storable,
     classify,

@@ -19,7 +19,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from shared.engine.errors import UpstreamError
 from shared.engine.fills import Fill, FillHead, FillReader
 from shared.engine.upstream import UpstreamResponse
-from shared.http.cachepolicy import (
+from shared.http import (
     RangeKind,
     end_to_end,
     evaluate_conditionals,
