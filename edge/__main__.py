@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from edge.app import DEFAULTS, make_app
+from edge.settings import EdgeSettings
 from shared.service.cachenode import main as run_node
 
 
@@ -14,6 +15,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv,
         prog="tiercdn-edge",
         description="Edge cache: players talk to it; misses go to --upstream (a regional).",
+        settings_class=EdgeSettings,
         make_app=make_app,
         **DEFAULTS,
     )

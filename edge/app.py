@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from aiohttp import web
 
 from edge.cors import install_cors
 from edge.player import install_player
+from edge.prefetch import Prefetcher
+from edge.settings import EdgeSettings
 from shared.engine.node import NODE
 from shared.engine.node import make_app as make_node_app
-from shared.service.settings import CacheSettings
 from shared.service.units import parse_size
 
 __all__ = ["DEFAULTS", "make_app"]
@@ -24,11 +28,17 @@ DEFAULTS = {
 }
 
 
-def make_app(settings: CacheSettings) -> web.Application:
-    """The engine plus the edge's policies (CORS and a player page for browsers)."""
-    app = make_node_app(settings)
+def make_app(settings: EdgeSettings, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """The engine plus the edge's policies: prefetch, CORS and a player page."""
+    app = make_node_app(settings, clock=clock)
+    node = app[NODE]
+    if settings.prefetch:
+        prefetch = Prefetcher(
+            node, depth=settings.prefetch, concurrency=settings.prefetch_concurrency
+        )
+        node.on_request.append(prefetch)
     if settings.cors_origin:
-        install_cors(app, app[NODE].respond, settings.cors_origin)
+        install_cors(app, node.respond, settings.cors_origin)
     if settings.player_dashjs_url:
         install_player(app, settings.player_dashjs_url)
     return app

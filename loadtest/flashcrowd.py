@@ -54,26 +54,47 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import math
 import os
-import platform
 import random
-import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 
-from loadtest.storm import cpu_seconds
-from loadtest.topology import Tier, Topology, TopologyError, metrics
-from shared.dash import ContentKind, Presentation, Stream, parse_mpd
+from loadtest.dashclient import (
+    ladder,
+    media_clock,
+    media_path,
+    player_session,
+    segment_count,
+    timed_get,
+    title_paths,
+)
+from loadtest.eventloop import run_loop
+from loadtest.report import config_of, host_facts, write_summary
+from loadtest.sampler import Sampler
+from loadtest.stats import ms, percentile, spread
+from loadtest.tables import cell, dig, print_targets
+from loadtest.titles import make_title
+from loadtest.topology import (
+    EDGE_NAME,
+    ORIGIN_REQUESTS,
+    REQUESTS,
+    Tier,
+    Topology,
+    TopologyError,
+    by_label,
+    counter_total,
+    metrics,
+    stats,
+)
+from loadtest.usage import cpu_seconds
+from shared.dash import Presentation, Stream, parse_mpd
 
 __all__ = [
     "COMBOS",
@@ -81,7 +102,6 @@ __all__ = [
     "ViewerLog",
     "ViewerPlan",
     "main",
-    "media_path",
     "peak_rate",
     "plan_viewers",
     "summarise",
@@ -97,16 +117,10 @@ COMBOS: dict[str, tuple[bool, bool]] = {  # name -> (pre-warm, prefetch)
     "prewarm+prefetch": (True, True),
 }
 BASELINE, BOTH = "none", "prewarm+prefetch"
-ORIGIN_REQUESTS = "tiercdn_origin_requests_total"
 PREFETCHES = "tiercdn_prefetches_total"
 PREFETCH_RESULTS = ("done", "skipped", "failed")  # labels the edge may not have used yet
-EDGE_REQUESTS = "tiercdn_requests_total"
-EDGE_NAME = "edge-1"  # the edge's name in Cache-Status (shared.ops.topology names it so)
 _CHUNK = 256 * 1024
 TIMELINE_STEP = 0.5  # seconds per bucket of the TTFB timeline in the JSON
-_TOKEN = re.compile(r"\$([^$]*)\$")
-
-T = TypeVar("T")
 
 
 # -- the plan and the title ---------------------------------------------------------------
@@ -131,64 +145,16 @@ def plan_viewers(viewers: int, ramp: float, mix: Sequence[float], seed: int) -> 
     ]
 
 
-def media_path(stream: Stream, index: int) -> str:
-    """The URL path of media segment ``index`` (0 = the first) of ``stream``."""
-    if stream.media is None:
-        raise ValueError(f"representation {stream.representation.id} has no media template")
-    number, start = stream.start_number + index, stream.timeline.time_at(index)
-
-    def value(token: re.Match[str]) -> str:
-        if not token[1]:
-            return "$"
-        name, _, fmt = token[1].partition("%")
-        found = number if name == "Number" else start if name == "Time" else None
-        if found is None:
-            raise ValueError(f"cannot expand ${token[1]}$ for segment {index}")
-        return format(found, fmt.rstrip("d") + "d" if fmt else "d")
-
-    return _TOKEN.sub(value, stream.media)
-
-
-def segment_count(stream: Stream) -> int:
-    """Media segments of ``stream``; ``ValueError`` if the presentation has no end."""
-    if stream.timeline.length is None:
-        raise ValueError(f"representation {stream.representation.id} has no last segment")
-    return stream.timeline.length
-
-
-def media_clock(stream: Stream, count: int) -> list[float]:
-    """Seconds of media time at which each of the first ``count`` segments of ``stream``
-    starts, from the first one, and where the last one ends (``count + 1`` values)."""
-    starts = [stream.timeline.time_at(i) for i in range(count)]
-    if not starts or None in starts or not stream.timeline.runs:
-        raise ValueError(f"representation {stream.representation.id}: no segment times")
-    ticks = [t for t in starts if t is not None]
-    ticks.append(ticks[-1] + stream.timeline.runs[-1].d)  # no S@t after the last segment
-    return [(t - ticks[0]) / stream.timescale for t in ticks]
-
-
 def pick_streams(presentation: Presentation, video_rank: int) -> list[Stream]:
     """The first period's video stream of ``video_rank`` (or the top one) and its
     lowest-bitrate audio stream, whichever exist."""
-    first = [s for s in presentation.streams if s.representation.period == 0]
-    video = [s for s in first if s.representation.kind is ContentKind.VIDEO]
-    audio = [s for s in first if s.representation.kind is ContentKind.AUDIO]
+    video, audio = ladder(presentation)
     chosen = []
     if video:
-        ranked = sorted(video, key=lambda s: s.representation.rank)
-        chosen.append(ranked[min(video_rank, len(ranked) - 1)])
-    if audio:
-        chosen.append(min(audio, key=lambda s: s.representation.rank))
+        chosen.append(video[min(video_rank, len(video) - 1)])
+    if audio is not None:
+        chosen.append(audio)
     return chosen
-
-
-def title_paths(presentation: Presentation) -> list[str]:
-    """Every init and media segment of every representation (the fallback pre-warm)."""
-    inits = [s.initialization for s in presentation.streams if s.initialization]
-    media = [
-        media_path(s, i) for s in presentation.streams if s.media for i in range(segment_count(s))
-    ]
-    return inits + media
 
 
 # -- the viewers: one process, a ClientSession each -----------------------------------------
@@ -232,26 +198,10 @@ async def fetch(
     session: aiohttp.ClientSession, url: str, kind: str, slot: int, keep: bool = False
 ) -> tuple[Fetch, bytes]:
     """GET ``url``, time its head and its last byte; the body only if ``keep``."""
-    started = time.perf_counter()
-    ttfb = total = None
-    status, error, edge, kept = 0, "", "", bytearray()
-    try:
-        async with session.get(url) as resp:
-            ttfb = time.perf_counter() - started
-            status, edge = resp.status, edge_member(resp.headers.get("Cache-Status", ""), EDGE_NAME)
-            size = 0
-            async for chunk in resp.content.iter_chunked(_CHUNK):
-                size += len(chunk)
-                if keep:
-                    kept += chunk
-            total = time.perf_counter() - started
-            if status != 200:
-                error = f"status {status}"
-            elif resp.content_length is not None and size != resp.content_length:
-                error = f"short body {size}/{resp.content_length}"
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        error = f"{type(exc).__name__}: {exc}"[:120]
-    return Fetch(kind, slot, ttfb, total, status, error, edge, started), bytes(kept)
+    got = await timed_get(session, url, chunk=_CHUNK, keep=keep)
+    edge = edge_member(got.cache_status, EDGE_NAME)
+    fetched = Fetch(kind, slot, got.ttfb, got.total, got.status, got.error, edge, got.sent)
+    return fetched, got.body
 
 
 async def _viewer(
@@ -299,12 +249,7 @@ async def _own_connections(
 ) -> None:
     """One viewer with its own keep-alive connections, as a browser player has (a pool
     shared by all viewers would open connections in bursts whenever load peaks)."""
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=connections),
-        timeout=aiohttp.ClientTimeout(total=request_seconds),
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-    ) as session:
+    async with player_session(connections, request_seconds) as session:
         await _viewer(session, plan=plan, log=log, **kw)
 
 
@@ -378,62 +323,12 @@ async def prewarm(
     }
 
 
-def run_loop(coro: Callable[[], Awaitable[T]]) -> T:
-    """Run ``coro()`` to completion on uvloop when it is installed."""
-
-    async def main() -> T:
-        return await coro()
-
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.run(main())
-    result: T = uvloop.run(main())
-    return result
-
-
 # -- the origin's request rate ------------------------------------------------------------
 
 
 def origin_requests(admin_url: str) -> float:
     """``tiercdn_origin_requests_total`` summed over kinds and status classes."""
-    return sum(v for k, v in metrics(admin_url).items() if k.startswith(ORIGIN_REQUESTS))
-
-
-class OriginSampler:
-    """Samples the origin's request counter from a thread every ``interval`` seconds."""
-
-    def __init__(self, admin_url: str, interval: float) -> None:
-        self.admin_url = admin_url
-        self.interval = interval
-        # guarded by: appended by the sampler thread only; read after stop() joined it
-        self.samples: list[tuple[float, float]] = []
-        self.errors = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="origin-sampler", daemon=True)
-
-    def __repr__(self) -> str:
-        return f"<OriginSampler {self.admin_url} every {self.interval}s, {len(self.samples)}>"
-
-    def __enter__(self) -> OriginSampler:
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._sample()
-
-    def _sample(self) -> None:
-        try:
-            self.samples.append((time.perf_counter(), origin_requests(self.admin_url)))
-        except (OSError, ValueError):
-            self.errors += 1
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
+    return counter_total(metrics(admin_url), ORIGIN_REQUESTS)
 
 
 def peak_rate(samples: Sequence[tuple[float, float]], window: float) -> float | None:
@@ -456,22 +351,7 @@ def peak_rate(samples: Sequence[tuple[float, float]], window: float) -> float | 
 # -- figures ------------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """Nearest-rank percentile (``p`` in 0..100) of ``values``; None if empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 2)
-
-
-def _spread(values: Sequence[float]) -> dict[str, float | None]:
-    return {f"p{p}": _ms(percentile(values, p)) for p in (50, 90, 99)} | {
-        "max": _ms(max(values, default=None))
-    }
+_POINTS = (50, 90, 99)  # percentiles of each spread
 
 
 def summarise(logs: Sequence[ViewerLog]) -> dict[str, Any]:
@@ -491,9 +371,9 @@ def summarise(logs: Sequence[ViewerLog]) -> dict[str, Any]:
         "segments_ok": len(good),
         "errors": len(errors),
         "error_examples": sorted(set(errors))[:5],
-        "segment_ttfb_ms": _spread([f.ttfb or 0.0 for f in good]),
-        "segment_total_ms": _spread([f.total or 0.0 for f in good]),
-        "startup_ms": _spread([log.startup for log in logs if log.startup is not None]),
+        "segment_ttfb_ms": spread([f.ttfb or 0.0 for f in good], _POINTS),
+        "segment_total_ms": spread([f.total or 0.0 for f in good], _POINTS),
+        "startup_ms": spread([log.startup for log in logs if log.startup is not None], _POINTS),
         "late_slots": sum(log.late_slots for log in logs),
         "edge_outcomes_seen": dict(sorted(seen.items())),
         "edge_hit_ratio": round(seen.get("hit", 0) / len(good), 4) if good else None,
@@ -515,19 +395,10 @@ def timeline(fetches: Sequence[Fetch], step: float) -> list[dict[str, float | in
     for f in fetches:
         buckets.setdefault(int((f.at - first) / step), []).append(f.ttfb or 0.0)
     return [
-        {"t": round(k * step, 2), "n": len(v), "ttfb_p50_ms": _ms(percentile(v, 50)),
-         "ttfb_p99_ms": _ms(percentile(v, 99)), "ttfb_max_ms": _ms(max(v))}
+        {"t": round(k * step, 2), "n": len(v), "ttfb_p50_ms": ms(percentile(v, 50)),
+         "ttfb_p99_ms": ms(percentile(v, 99)), "ttfb_max_ms": ms(max(v))}
         for k, v in sorted(buckets.items())
     ]  # fmt: skip
-
-
-def _labelled(samples: dict[str, float], name: str) -> dict[str, float]:
-    """``{label value: value}`` of a one-label counter in a ``metrics()`` dict."""
-    found = {}
-    for key, value in samples.items():
-        if key.startswith(name + "{"):
-            found[key[len(name) + 1 : -1].split('"')[1]] = value
-    return found
 
 
 def targets(
@@ -539,7 +410,7 @@ def targets(
     def cut(path: tuple[str, ...]) -> float | None:
         if base is None or both is None:
             return None
-        before, after = _dig(base, path), _dig(both, path)
+        before, after = dig(base, path), dig(both, path)
         if not isinstance(before, int | float) or not isinstance(after, int | float):
             return None
         return round(1 - after / before, 4) if before > 0 else None
@@ -555,13 +426,6 @@ def targets(
         ("viewer errors", "0 in every run", errors, all(n == 0 for n in errors.values())),
     ]  # fmt: skip
     return [{"target": t, "goal": g, "seen": s, "pass": ok} for t, g, s, ok in found]
-
-
-def _dig(row: dict[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = row
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
 
 
 # (title, path into a combination's row)
@@ -586,19 +450,11 @@ _COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def _cell(value: Any, width: int = 8) -> str:
-    if value is None:
-        return f"{'-':>{width}}"
-    if isinstance(value, float):
-        return f"{value:>{width}.1f}"
-    return f"{value!s:>{width}}"
-
-
 def print_report(rows: dict[str, dict[str, Any]], goals: list[dict[str, Any]]) -> None:
     print("\n" + f"{'combination':<17} {'warm by':<12} " + " ".join(f"{t:>8}" for t, _ in _COLUMNS))
     for name, row in rows.items():
         method = row["prewarm"]["method"] if row["prewarm"] else "-"
-        cells = " ".join(_cell(_dig(row, path)) for _, path in _COLUMNS)
+        cells = " ".join(cell(dig(row, path), 8) for _, path in _COLUMNS)
         print(f"{name:<17} {method:<12} {cells}")
     for name, row in rows.items():
         if row["prewarm"] and row["prewarm"]["errors"]:
@@ -616,10 +472,7 @@ def print_report(rows: dict[str, dict[str, Any]], goals: list[dict[str, Any]]) -
         "(near 100: that process is the bottleneck); pf.*: edge prefetches done, skipped (no\n"
         "room) and failed"
     )
-    print("\ntargets:")
-    for g in goals:
-        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[g["pass"]]
-        print(f"  {verdict}  {g['target']:<46} {g['goal']:<15} seen {g['seen']}")
+    print_targets(goals, 46, 15)
 
 
 # -- the scenario -------------------------------------------------------------------------
@@ -643,11 +496,12 @@ def run_combination(
         ) as top,
     ):
         check_cold(top)
-        at_start = origin_requests(top.origin.admin_url)
+        origin = top.origin.admin_url
+        at_start = origin_requests(origin)
         report = None
         if warm:
             report = run_loop(
-                lambda: prewarm(
+                prewarm(
                     top.edge,
                     ns.manifest,
                     token=TOKEN,
@@ -655,12 +509,15 @@ def run_combination(
                     deadline=ns.deadline,
                 )
             )
-        before = origin_requests(top.origin.admin_url)
-        with OriginSampler(top.origin.admin_url, ns.sample_interval) as sampler:
+        before = origin_requests(origin)
+        sampling = Sampler(
+            lambda: origin_requests(origin), ns.sample_interval, name="origin-sampler"
+        )
+        with sampling as sampler:
             edge_cpu = cpu_seconds(top.edge.pid)
             began, cpu = time.perf_counter(), time.process_time()
             logs = run_loop(
-                lambda: run_crowd(
+                run_crowd(
                     top.edge.url,
                     ns.manifest,
                     plans,
@@ -673,7 +530,7 @@ def run_combination(
             seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
             edge_after = cpu_seconds(top.edge.pid)
         top.check_alive()
-        after = origin_requests(top.origin.admin_url)
+        after = origin_requests(origin)
         edge = metrics(top.edge.admin_url)
     crowd = summarise(logs)
     crowd["seconds"] = round(seconds, 2)
@@ -700,8 +557,8 @@ def run_combination(
         "crowd": crowd,
         "edge": {
             "prefetches": ({r: 0 for r in PREFETCH_RESULTS} if prefetch else {})
-            | {k: round(v) for k, v in _labelled(edge, PREFETCHES).items()},
-            "requests": {k: round(v) for k, v in _labelled(edge, EDGE_REQUESTS).items()},
+            | {k: round(v) for k, v in by_label(edge, PREFETCHES).items()},
+            "requests": {k: round(v) for k, v in by_label(edge, REQUESTS).items()},
         },
     }
 
@@ -709,24 +566,9 @@ def run_combination(
 def check_cold(top: Topology) -> None:
     """``RuntimeError`` unless the edge and the regional start with empty stores."""
     for tier in (top.edge, top.regional):
-        with urllib.request.urlopen(tier.admin_url + "/stats", timeout=5) as resp:
-            held = json.load(resp).get("bytes")
+        held = stats(tier.admin_url).get("bytes")
         if held:
             raise RuntimeError(f"{tier.name} starts with {held} bytes cached: not a cold start")
-
-
-def make_title(root: Path, duration: float, timeout: float) -> float:
-    """``python -m origin sample`` into ``root/sample``; the seconds it took."""
-    began = time.perf_counter()
-    out = root / MANIFEST.strip("/").split("/")[0]
-    cmd = [sys.executable, "-m", "origin", "sample", "--out", str(out)]
-    cmd += ["--duration", f"{duration:g}"]
-    done = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"origin sample failed:\n{done.stderr[-2000:]}")
-    return time.perf_counter() - began
 
 
 @contextlib.contextmanager
@@ -739,7 +581,8 @@ def _library(ns: argparse.Namespace) -> Iterator[tuple[Path, float | None]]:
         return
     with tempfile.TemporaryDirectory(prefix="tiercdn-flashcrowd-") as tmp:
         print(f"making a {ns.duration:g} s sample title ...", flush=True)
-        yield Path(tmp), make_title(Path(tmp), ns.duration, ns.deadline)
+        title = Path(tmp) / MANIFEST.strip("/").split("/")[0]
+        yield Path(tmp), make_title(title, ns.duration, ns.deadline)
 
 
 def _mix(text: str) -> list[float]:
@@ -822,7 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_report(rows, goals)
     summary = {
         "scenario": "flashcrowd",
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(ns).items()},
+        "config": config_of(ns),
         "title": {
             "manifest": ns.manifest,
             "made_seconds": None if made is None else round(made, 1),
@@ -830,17 +673,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "combinations": rows,
         "targets": goals,
         "pass": all(g["pass"] is not False for g in goals),
-        "host": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
+        "host": host_facts(load_before),
     }
-    ns.json.parent.mkdir(parents=True, exist_ok=True)
-    ns.json.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {ns.json}")
+    write_summary(ns.json, summary)
     return 1 if ns.check and not summary["pass"] else 0
 
 

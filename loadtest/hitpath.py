@@ -30,22 +30,23 @@ import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
-import random
 import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from loadtest.eventloop import run_loop
 from loadtest.report import config_of, host_facts, write_summary
-from loadtest.topology import Topology, TopologyError, metrics, rss_bytes
+from loadtest.titles import random_title
+from loadtest.topology import EDGE_HIT, Topology, TopologyError, get, metrics
+from loadtest.usage import rss_bytes
 
 __all__ = ["LoadResult", "main", "python_load", "wrk_load"]
 
@@ -53,7 +54,6 @@ SEED = 20240601
 TITLE = "bench"
 OBJECTS = (("1KiB", "chunk-1k.m4s", 1024), ("700KiB", "chunk-700k.m4s", 700 * 1024))
 TARGETS = ("edge", "origin")
-EDGE_HIT = "edge-1; hit"
 MB = 1_000_000
 MIB = 1024 * 1024
 
@@ -113,12 +113,7 @@ def parse_wrk(out: str, body_bytes: int) -> LoadResult:
 
 def python_load(url: str, *, connections: int, seconds: float, max_requests: int) -> LoadResult:
     """Fallback generator: ``connections`` keep-alive workers for ``seconds`` (own process)."""
-    try:
-        import uvloop
-
-        return uvloop.run(_python_load(url, connections, seconds, max_requests))
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.run(_python_load(url, connections, seconds, max_requests))
+    return run_loop(_python_load(url, connections, seconds, max_requests))
 
 
 async def _python_load(url: str, connections: int, seconds: float, max_requests: int) -> LoadResult:
@@ -183,32 +178,19 @@ def _runner(tool: str, ns: argparse.Namespace, pool: concurrent.futures.Executor
 
 def make_library(root: Path, seed: int) -> dict[str, bytes]:
     """One title of random-byte segments under ``root``; returns path → body."""
-    rng = random.Random(seed)
-    folder = root / TITLE
-    folder.mkdir(parents=True)
-    bodies = {}
-    for _, name, size in OBJECTS:
-        body = rng.randbytes(size)
-        (folder / name).write_bytes(body)
-        bodies[f"/{TITLE}/{name}"] = body
-    return bodies
-
-
-def _get(url: str) -> tuple[bytes, str]:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return resp.read(), resp.headers.get("Cache-Status", "")
+    return random_title(root, TITLE, {name: size for _, name, size in OBJECTS}, seed)
 
 
 def warm(top: Topology, bodies: dict[str, bytes]) -> None:
     """Fetch each object twice through the edge; the second must be an edge hit."""
     for path, body in bodies.items():
         for attempt in (1, 2):
-            got, status = _get(top.edge.url + path)
+            got, status = get(top.edge.url + path)
             if got != body:
                 raise RuntimeError(f"edge returned wrong bytes for {path}")
             if attempt == 2 and EDGE_HIT not in status:
                 raise RuntimeError(f"second GET of {path} was not an edge hit: {status!r}")
-        if _get(top.origin.url + path)[0] != body:
+        if get(top.origin.url + path)[0] != body:
             raise RuntimeError(f"origin returned wrong bytes for {path}")
 
 

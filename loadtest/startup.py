@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
-import json
 import os
 import random
 import re
@@ -40,6 +39,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from loadtest.report import config_of, write_summary
+from loadtest.titles import find_titles, make_title
 from loadtest.topology import HOST, free_ports
 
 __all__ = ["main", "run_once", "up_ports"]
@@ -147,28 +148,16 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> bool:
     return True
 
 
-def make_title(library: Path, duration: float) -> float:
+def _make_sample(library: Path, duration: float) -> float:
     """Make the sample title in ``library/sample``; seconds it took."""
     print(f"making a {duration:g} s sample title in {library / 'sample'} ...", flush=True)
-    started = time.monotonic()
-    cmd = [sys.executable, "-m", "origin", "sample", "--out", str(library / "sample")]
-    done = subprocess.run(
-        [*cmd, "--duration", str(duration)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"sample failed: {done.stderr[-2000:]}")
-    return time.monotonic() - started
+    return make_title(library / "sample", duration, timeout=900)
 
 
 def manifest_of(library: Path) -> str | None:
     """The URL path of the first title's MPD in ``library``, if it holds one."""
-    mpds = sorted(library.glob("*/*.mpd")) if library.is_dir() else []
-    return "/" + mpds[0].relative_to(library).as_posix() if mpds else None
+    titles = find_titles(library)
+    return titles[0] if titles else None
 
 
 LibraryFor = Callable[[], contextlib.AbstractContextManager[Any]]  # yields a library dir
@@ -237,14 +226,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     if ns.runs < 1 or ns.timeout <= 0 or ns.interval <= 0:
         raise SystemExit("error: --runs, --timeout and --interval must be positive")
-    summary: dict[str, Any] = {"scenario": "startup", "config": _config(ns)}
+    summary: dict[str, Any] = {"scenario": "startup", "config": config_of(ns)}
     with contextlib.ExitStack() as stack:
         library = ns.library
         if library is None:
             library = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tiercdn-")))
         try:
             if manifest_of(library) is None:
-                summary["sample_seconds"] = round(make_title(library, ns.sample_duration), 1)
+                summary["sample_seconds"] = round(_make_sample(library, ns.sample_duration), 1)
             manifest = manifest_of(library)
             assert manifest is not None
             print(f"warm: library {library}, manifest {manifest}", flush=True)
@@ -265,15 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{kind:>5}: median {s['median_seconds']:.3f} s to the first MPD byte "
                 f"over {len(codes)} runs; exit codes after SIGINT {codes}"
             )
-    ns.json.parent.mkdir(parents=True, exist_ok=True)
-    ns.json.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {ns.json}")
+    write_summary(ns.json, summary)
     ok = all(summary[k]["all_exited_0"] for k in ("warm", "cold") if k in summary)
     return 0 if ok else 1
-
-
-def _config(ns: argparse.Namespace) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(ns).items()}
 
 
 if __name__ == "__main__":

@@ -39,11 +39,8 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import math
 import multiprocessing
 import os
-import random
-import resource
 import statistics
 import sys
 import tempfile
@@ -53,8 +50,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
 
+from loadtest.eventloop import run_loop
 from loadtest.report import config_of, host_facts, write_summary
-from loadtest.topology import Topology, TopologyError, metrics, rss_bytes
+from loadtest.stats import ms, percentile, spread
+from loadtest.tables import cell, dig, print_targets
+from loadtest.titles import random_title
+from loadtest.topology import Topology, TopologyError, metrics
+from loadtest.usage import cpu_seconds, rss_bytes
+from shared.service.limits import raise_fd_limit
 
 __all__ = ["ClientSpec", "Sample", "main", "run_client", "summarise_round"]
 
@@ -317,27 +320,14 @@ async def _client(
     return {"samples": [dataclasses.asdict(s) for s in samples], "errors": errors}
 
 
-def _raise_open_files_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def run_client(spec: ClientSpec, pipe: Connection) -> None:
     """Process entry point: connect, warm up, say ``ready``, wait for ``go``, storm,
     send ``("done", result)`` (or ``("error", text)``) back on ``pipe``."""
-    _raise_open_files_limit()
+    raise_fd_limit()
     try:
         body = Path(spec.body_file).read_bytes()
         warm = Path(spec.warm_file).read_bytes() if spec.warm_file else None
-        try:
-            import uvloop
-
-            result = uvloop.run(_client(spec, pipe, body, warm))
-        except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-            result = asyncio.run(_client(spec, pipe, body, warm))
-        pipe.send(("done", result))
+        pipe.send(("done", run_loop(_client(spec, pipe, body, warm))))
     except Exception as exc:  # report it to the parent, which decides what fails
         pipe.send(("error", repr(exc)))
     finally:
@@ -357,15 +347,6 @@ def _await(pipe: Connection, expect: str, timeout: float) -> Any:
     if kind != expect:
         raise RuntimeError(f"storm client failed: {payload}")
     return payload
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of ``pid`` so far (``/proc/<pid>/stat``), or None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _snapshot(top: Topology) -> dict[str, dict[str, float]]:
@@ -459,27 +440,6 @@ def storm_round(top: Topology, spec: ClientSpec) -> dict[str, Any]:
 # -- figures -----------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """Nearest-rank percentile (``p`` in 0..100) of ``values``; None if empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 2)
-
-
-def _spread(values: Sequence[float]) -> dict[str, float | None]:
-    return {
-        "p50": _ms(percentile(values, 50)),
-        "p99": _ms(percentile(values, 99)),
-        "max": _ms(max(values, default=None)),
-    }
-
-
 def _leader(good: Sequence[Sample]) -> tuple[Sample | None, str]:
     """The request that led the edge's fill: the one edge member without ``collapsed``
     (or ``hit``); failing that, the fastest first byte."""
@@ -521,22 +481,22 @@ def summarise_round(samples: Sequence[Sample], clients: int) -> dict[str, Any]:
         "error_examples": sorted(set(errors))[:5],
         "edge_outcomes_seen": kinds,
         "leader_by": how,
-        "leader_ttfb_ms": _ms(lead),
-        "min_ttfb_ms": _ms(min((s.ttfb or 0.0 for s in good), default=None)),
-        "waiters_ttfb_ms": _spread(ttfb),
-        "waiters_p99_minus_leader_ms": _ms(percentile(_after(waiters, leader, False), 99)),
+        "leader_ttfb_ms": ms(lead),
+        "min_ttfb_ms": ms(min((s.ttfb or 0.0 for s in good), default=None)),
+        "waiters_ttfb_ms": spread(ttfb),
+        "waiters_p99_minus_leader_ms": ms(percentile(_after(waiters, leader, False), 99)),
         # each from its own write, so a late write is credited with its place in the loop:
-        "waiters_ttfb_p99_minus_leader_ttfb_ms": _ms(_minus(percentile(ttfb, 99), lead)),
-        "leader_first_body_ms": _ms(leader.first_body if leader else None),
-        "waiters_first_body_ms": _spread([s.first_body or 0.0 for s in waiters]),
-        "waiters_body_p99_minus_leader_ms": _ms(percentile(_after(waiters, leader, True), 99)),
-        "last_byte_ms": _spread([s.last_byte or 0.0 for s in good]),
-        "send_loop_ms": _ms(max((s.sent for s in samples), default=None)),
+        "waiters_ttfb_p99_minus_leader_ttfb_ms": ms(_minus(percentile(ttfb, 99), lead)),
+        "leader_first_body_ms": ms(leader.first_body if leader else None),
+        "waiters_first_body_ms": spread([s.first_body or 0.0 for s in waiters]),
+        "waiters_body_p99_minus_leader_ms": ms(percentile(_after(waiters, leader, True), 99)),
+        "last_byte_ms": spread([s.last_byte or 0.0 for s in good]),
+        "send_loop_ms": ms(max((s.sent for s in samples), default=None)),
     }
 
 
 def _median(rows: list[dict[str, Any]], *path: str) -> float | None:
-    values = [float(v) for v in (_dig(row, path) for row in rows) if isinstance(v, int | float)]
+    values = [float(v) for v in (dig(row, path) for row in rows) if isinstance(v, int | float)]
     return round(statistics.median(values), 2) if values else None
 
 
@@ -605,28 +565,13 @@ _COLUMNS: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
 )
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return f"{'-':>7}"
-    if isinstance(value, float):
-        return f"{value:>7.1f}"
-    return f"{value!s:>7}"
-
-
-def _dig(row: dict[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = row
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
-
-
 def print_report(
     rows: list[dict[str, Any]], med: dict[str, float | None], goals: list[dict[str, Any]]
 ) -> None:
     print("\n" + f"{'round':>6} " + " ".join(f"{t:>7}" for t, _, _ in _COLUMNS) + "  (ms)")
     for i, row in enumerate(rows, 1):
-        print(f"{i:>6} " + " ".join(_cell(_dig(row, path)) for _, path, _ in _COLUMNS))
-    cells = (_cell(med[key]) if key else " " * 7 for _, _, key in _COLUMNS)
+        print(f"{i:>6} " + " ".join(cell(dig(row, path), 7) for _, path, _ in _COLUMNS))
+    cells = (cell(med[key], 7) if key else " " * 7 for _, _, key in _COLUMNS)
     print(f"{'median':>6} " + " ".join(cells))
     for r in rows:
         if r["error_examples"] or r["connect_errors"]:
@@ -644,10 +589,7 @@ def print_report(
         f" ms behind); here: waiters' p99 {med['waiters_ttfb_p99_ms']} ms, "
         f"{med['waiters_p99_minus_leader_ms']} ms behind the leader"
     )
-    print("\ntargets:")
-    for g in goals:
-        verdict = "PASS" if g["pass"] else "FAIL"
-        print(f"  {verdict}  {g['target']:<42} {g['goal']:<12} seen {g['seen']}")
+    print_targets(goals, 42, 12)
 
 
 # -- the scenario ------------------------------------------------------------------------
@@ -655,16 +597,9 @@ def print_report(
 
 def make_library(root: Path, seed: int, count: int) -> list[str]:
     """One title of ``count`` random-byte segments plus the warm-up object; their paths."""
-    rng = random.Random(seed)
-    folder = root / TITLE
-    folder.mkdir(parents=True)
-    (folder / WARM_NAME).write_bytes(rng.randbytes(WARM_BYTES))
-    paths = []
-    for i in range(count):
-        name = f"chunk-{i:05d}.m4s"
-        (folder / name).write_bytes(rng.randbytes(SEGMENT_BYTES))
-        paths.append(f"/{TITLE}/{name}")
-    return paths
+    chunks = [f"chunk-{i:05d}.m4s" for i in range(count)]
+    random_title(root, TITLE, {WARM_NAME: WARM_BYTES} | dict.fromkeys(chunks, SEGMENT_BYTES), seed)
+    return [f"/{TITLE}/{name}" for name in chunks]
 
 
 def _on_disk(library: Path, path: str) -> Path:

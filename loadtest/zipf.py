@@ -39,13 +39,11 @@ import asyncio
 import dataclasses
 import heapq
 import itertools
-import json
 import math
 import os
 import random
 import sys
 import tempfile
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,8 +52,9 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from loadtest.eventloop import run_loop
 from loadtest.report import config_of, host_facts, write_summary
-from loadtest.topology import Topology, TopologyError
+from loadtest.topology import EDGE_HIT, Topology, TopologyError, get, stats
 from shared.store import CachedObject, MemoryStore
 
 __all__ = [
@@ -71,7 +70,6 @@ __all__ = [
 
 SEED = 20240607
 TITLE = "zipf"
-EDGE_HIT = "edge-1; hit"
 POLICIES = ("lru", "tinylfu")
 KIB = 1024
 MEDIAN_BYTES = 8 * KIB
@@ -281,28 +279,16 @@ async def replay(
     return ratio
 
 
-def _stats(admin_url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(admin_url + "/stats", timeout=5) as resp:
-        data: dict[str, Any] = json.load(resp)
-    return data
-
-
-def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        body: bytes = resp.read()
-    return body
-
-
 def measure_overhead(library: Path, probe: int, probe_size: int) -> int:
     """Bytes an edge charges per object beyond its body: one probe object, fetched twice
     through a fresh topology, against the edge's stored bytes."""
     with Topology.start(library) as top:
         for _ in range(2):
-            _get(top.edge.url + path_of(probe))
-        stats = _stats(top.edge.admin_url)
-    if stats.get("objects") != 1:
-        raise RuntimeError(f"probe: expected 1 object at the edge, got {stats}")
-    return int(stats["bytes"]) - probe_size
+            get(top.edge.url + path_of(probe))
+        held = stats(top.edge.admin_url)
+    if held.get("objects") != 1:
+        raise RuntimeError(f"probe: expected 1 object at the edge, got {held}")
+    return int(held["bytes"]) - probe_size
 
 
 def run_http(
@@ -316,22 +302,12 @@ def run_http(
     """Replay ``trace`` through a fresh topology whose edge runs ``policy``."""
     edge = ("--admission", policy, "--cache-bytes", str(capacity), "--max-object-bytes", "1MiB")
     with Topology.start(library, tier_args={"edge": edge}) as top:
-        ratio = _run(replay(top.edge.url, trace, sizes, ns.concurrency, ns.max_seconds))
+        ratio = run_loop(replay(top.edge.url, trace, sizes, ns.concurrency, ns.max_seconds))
         top.check_alive()
-        stats = _stats(top.edge.admin_url)
+        held = stats(top.edge.admin_url)
     keep = ("objects", "bytes", "capacity_bytes", "evictions", "admitted", "rejected")
-    ratio.extra["edge_stats"] = {k: stats[k] for k in keep if k in stats}
+    ratio.extra["edge_stats"] = {k: held[k] for k in keep if k in held}
     return ratio
-
-
-def _run(coro: Any) -> Ratio:
-    try:
-        import uvloop
-
-        result: Ratio = uvloop.run(coro)
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        result = asyncio.run(coro)
-    return result
 
 
 # -- report -------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from regional.app import DEFAULTS, make_app
+from regional.settings import RegionalSettings
 from shared.service.cachenode import main as run_node
 
 
@@ -14,6 +15,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv,
         prog="tiercdn-regional",
         description="Regional cache (origin shield): edges ask it; misses go to --upstream.",
+        settings_class=RegionalSettings,
         make_app=make_app,
         **DEFAULTS,
     )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from aiohttp import web
 
+from regional.settings import RegionalSettings
 from shared.engine.node import make_app as make_node_app
-from shared.service.settings import CacheSettings
 from shared.service.units import parse_size
 
 __all__ = ["DEFAULTS", "make_app"]
@@ -27,6 +30,8 @@ DEFAULTS = {
 }
 
 
-def make_app(settings: CacheSettings) -> web.Application:
+def make_app(
+    settings: RegionalSettings, *, clock: Callable[[], float] = time.time
+) -> web.Application:
     """The regional's proxy app (shield policies such as the origin budget hook in here)."""
-    return make_node_app(settings)
+    return make_node_app(settings, clock=clock)

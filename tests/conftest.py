@@ -13,6 +13,9 @@ Origin fixtures (first section):
 
 A running origin is ``await aiohttp_server(origin.app.make_app(origin_settings))``
 (``tests/functional/conftest.py`` wraps that as ``origin_server``).
+
+Fixtures only: what tests import (``url_of``, ``Clock``, ``Arrivals``...) is in
+``tests/helpers.py``.
 """
 
 from __future__ import annotations
@@ -21,14 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from origin.packager import Rendition, make_sample
+from origin.packager import make_sample
 from origin.settings import OriginSettings
+from tests.helpers import SAMPLE_LADDER, SAMPLE_SECONDS, SAMPLE_TITLE
 
 # --- origin ------------------------------------------------------------------
-
-SAMPLE_TITLE = "sample"
-SAMPLE_SECONDS = 6
-SAMPLE_LADDER = (Rendition(90, 100_000), Rendition(180, 200_000))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """Fills: one upstream fetch per cache key, streamed to every reader as it grows.
 
 ``FillTable.join_or_lead(key)`` returns the one in-flight ``Fill`` for a key
-and whether the caller leads it (and so must start the fetch). A ``Fill`` is a
+and whether the caller leads it; ``engine/fetcher.py`` is its only caller, and
+starts the fetch of every fill it leads. A ``Fill`` is a
 growing body: readers stream from any offset at their own pace and are woken
 when bytes arrive, never by polling (read-while-writer). A fill belongs to the
 node, not to a request: a reader leaving never stops it.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Hashable
 
 from multidict import CIMultiDictProxy
 
@@ -60,7 +61,7 @@ class _Cursor:
 class Fill:
     """A response body that grows while any number of readers stream it."""
 
-    def __init__(self, key: str, *, window: int = 1 << 20, shared: bool = True) -> None:
+    def __init__(self, key: Hashable, *, window: int = 1 << 20, shared: bool = True) -> None:
         self.key = key
         self.shared = shared  # in the table, joinable (False: private to one request)
         self.window = window
@@ -246,9 +247,9 @@ class FillTable:
 
     def __init__(self, window: int = 1 << 20) -> None:
         self.window = window
-        self._fills: dict[str, Fill] = {}  # guarded by: single event loop
+        self._fills: dict[Hashable, Fill] = {}  # guarded by: single event loop
 
-    def join_or_lead(self, key: str) -> tuple[Fill, bool]:
+    def join_or_lead(self, key: Hashable) -> tuple[Fill, bool]:
         """The fill for ``key`` and True if the caller must start it."""
         fill = self._fills.get(key)
         if fill is not None:
@@ -256,11 +257,11 @@ class FillTable:
         fill = self._fills[key] = Fill(key, window=self.window)
         return fill, True
 
-    def private(self, key: str) -> Fill:
+    def private(self, key: Hashable) -> Fill:
         """A fill nobody else may join (Authorization, no-store, pass)."""
         return Fill(key, window=self.window, shared=False)
 
-    def get(self, key: str) -> Fill | None:
+    def get(self, key: Hashable) -> Fill | None:
         return self._fills.get(key)
 
     def release(self, fill: Fill) -> None:
@@ -271,10 +272,10 @@ class FillTable:
     def __len__(self) -> int:
         return len(self._fills)
 
-    def __contains__(self, key: str) -> bool:
+    def __contains__(self, key: object) -> bool:
         return key in self._fills
 
-    def in_flight(self) -> list[str]:
+    def in_flight(self) -> list[Hashable]:
         return list(self._fills)
 
     def __repr__(self) -> str:

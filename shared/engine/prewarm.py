@@ -92,7 +92,7 @@ async def prewarm(
     tally.count(manifest_path, await node.warm(manifest_path))
     if tally.failed:
         return report(1, "manifest could not be fetched")
-    xml = _stored_body(node, manifest_path)
+    xml = await _stored_body(node, manifest_path)
     if xml is None:
         return report(1, "manifest was fetched but not stored (uncacheable or too large)")
     try:
@@ -155,9 +155,9 @@ class _Tally:
             self.fetched += 1
 
 
-def _stored_body(node: Node, path: str) -> bytes | None:
+async def _stored_body(node: Node, path: str) -> bytes | None:
     """The body of the identity-encoded 200 stored for ``path``, if any."""
     for obj in node.store.peek(path):
         if obj.status == 200 and "Content-Encoding" not in obj.headers:
-            return bytes(obj.body)
+            return await node.store.read_body(obj)
     return None

@@ -9,8 +9,10 @@ the client's connection: a short body must never look complete.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import os
 from typing import IO
 
 from aiohttp import web
@@ -28,9 +30,8 @@ from shared.http import (
 )
 from shared.service.metrics import Metrics
 from shared.store import CachedObject
-from shared.store.disk import send_file
 
-__all__ = ["Responder"]
+__all__ = ["Responder", "send_file"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ _NOT_MODIFIED = frozenset(
     | {"content-location", "age", "cache-status", "via"}
 )
 _DETAIL = {502: "bad-gateway", 503: "unavailable", 504: "timeout"}
+_SEND_CHUNK = 256 * 1024  # slice read per executor call when sendfile is unavailable [aiohttp]
 
 
 class Responder:
@@ -56,11 +58,14 @@ class Responder:
         self, request: web.Request, obj: CachedObject, age: float, member: str
     ) -> web.Response:
         """A stored object (fresh or stale) as 200/206/304/416; no await, no body copy."""
-        plan = self._plan(request, obj, len(obj.body), member, age)
+        body = obj.body
+        assert isinstance(body, bytes)  # the caller serves other bodies with from_file
+        plan = self._plan(request, obj, len(body), member, age)
         if isinstance(plan, web.Response):
             return plan
         status, start, count, content_range = plan
-        body = obj.body if count == len(obj.body) else obj.body[start : start + count]
+        if count != len(body):
+            body = body[start : start + count]
         self._bytes_cache.inc(0 if request.method == "HEAD" else count)
         resp = web.Response(status=status, body=body, headers=obj.prepared)  # copies once
         self._stored_headers(obj, resp.headers, member, age)
@@ -246,3 +251,44 @@ def _abort(request: web.Request) -> None:
     """Cut the client's connection: a short body must never look complete."""
     if request.transport is not None:
         request.transport.abort()
+
+
+async def send_file(
+    request: web.Request,
+    response: web.StreamResponse,
+    fobj: IO[bytes],
+    offset: int,
+    count: int,
+    *,
+    use_sendfile: bool = True,
+) -> None:
+    """Send ``count`` bytes of ``fobj`` from ``offset`` after ``response.prepare``.
+
+    ``loop.sendfile`` (zero-copy on the stock loop) when the loop has it; else, as
+    under uvloop, ``_SEND_CHUNK`` slices read with ``os.pread`` in an executor, so a
+    Range hit reads only its slice. Raises ``ConnectionResetError`` if the file ends
+    early: the caller must abort, never finish a short response. Call
+    ``response.write_eof()`` afterwards."""
+    if count <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    if use_sendfile:
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("Connection lost")
+        try:
+            sent = await loop.sendfile(transport, fobj, offset, count)
+        except NotImplementedError:
+            pass
+        else:
+            if sent != count:
+                raise ConnectionResetError(f"file ended after {sent} of {count} bytes")
+            return
+    fd = fobj.fileno()
+    while count > 0:
+        chunk = await loop.run_in_executor(None, os.pread, fd, min(_SEND_CHUNK, count), offset)
+        if not chunk:
+            raise ConnectionResetError(f"file ended with {count} bytes still to send")
+        await response.write(chunk)
+        offset += len(chunk)
+        count -= len(chunk)

@@ -1,34 +1,40 @@
-"""HTTP, pure: RFC 9110/9111 dates, fields, cache policy, conditionals and Range."""
+"""HTTP, pure: RFC 9110/9111 dates, fields, cache policy, conditionals and Range.
+
+Modules, each importing only those before it: ``dates`` (HTTP-date), ``fields``
+(lists, Cache-Control, hop-by-hop, Vary), ``freshness`` (lifetime and age),
+``cachepolicy`` (RFC 9111 decisions), ``conditionals`` (304, If-Range, Range).
+"""
 
 from shared.http.cachepolicy import (
-    HEURISTIC_STATUSES,
-    HOP_BY_HOP,
-    Directives,
-    Headers,
     Lookup,
-    RangeKind,
-    RangeResult,
     StaleRules,
     Storable,
     classify,
-    current_age,
-    delta_seconds,
-    end_to_end,
-    evaluate_conditionals,
-    format_http_date,
     freshen,
-    freshness_lifetime,
-    if_range_matches,
     invalidates,
-    parse_cache_control,
-    parse_http_date,
-    parse_range,
     serve_to_authorized,
     stale_rules,
     storable,
+)
+from shared.http.conditionals import (
+    RangeKind,
+    RangeResult,
+    evaluate_conditionals,
+    if_range_matches,
+    parse_range,
+)
+from shared.http.dates import format_http_date, parse_http_date
+from shared.http.fields import (
+    HOP_BY_HOP,
+    Directives,
+    Headers,
+    delta_seconds,
+    end_to_end,
+    parse_cache_control,
     vary_key,
     vary_names,
 )
+from shared.http.freshness import HEURISTIC_STATUSES, current_age, freshness_lifetime
 
 __all__ = [
     "HEURISTIC_STATUSES",

@@ -32,14 +32,15 @@ def stats(node: Node) -> dict[str, object]:
     """The node's state as JSON-ready values (also used by ``tiercdn up``)."""
     lookups = sum(node.counts[o] for o in _LOOKUPS)
     hits = sum(node.counts[o] for o in _FROM_CACHE)
+    disk = node.store.disk
     return {
         "name": node.name,
         "objects": len(node.store),
         "bytes": node.store.bytes,
         "capacity_bytes": node.store.capacity,
         "evictions": node.store.evictions,
-        "admitted": getattr(node.store, "admitted", None),
-        "rejected": getattr(node.store, "rejected", None),
+        "admitted": node.store.admitted,
+        "rejected": node.store.rejected,
         "fills_in_flight": node.fetches_in_flight,
         "misses_in_flight": node.misses_in_flight,
         "hit_ratio": round(hits / lookups, 4) if lookups else None,
@@ -47,14 +48,14 @@ def stats(node: Node) -> dict[str, object]:
         "upstreams": {p: b.state.value for p, b in node.upstream.breakers.items()},
         "origin_budget": repr(node.budget) if node.budget.limited else None,
         "disk": None
-        if node.disk is None
+        if disk is None
         else {
-            "path": str(node.disk.root),
-            "objects": len(node.disk),
-            "bytes": node.disk.bytes,
-            "capacity_bytes": node.disk.capacity,
-            "write_errors": node.disk.write_errors,
-            "corrupt_dropped": node.disk.corrupt_dropped,
+            "path": str(disk.root),
+            "objects": len(disk),
+            "bytes": disk.bytes,
+            "capacity_bytes": disk.capacity,
+            "write_errors": disk.write_errors,
+            "corrupt_dropped": disk.corrupt_dropped,
         },
     }
 

@@ -6,8 +6,8 @@ its own defaults (name, ports, budget, parent).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -17,19 +17,22 @@ from shared.service.settings import CacheSettings, load
 
 __all__ = ["main"]
 
+S = TypeVar("S", bound=CacheSettings)
+
 
 def main(
     argv: Sequence[str] | None,
     *,
     prog: str,
     description: str,
-    make_app: Any,
+    settings_class: type[S],
+    make_app: Callable[[S], web.Application],
     **defaults: Any,
 ) -> int:
-    """Parse settings, build the tier's app and serve it until SIGINT/SIGTERM."""
-    settings = load(CacheSettings, argv, prog=prog, description=description, **defaults)
+    """Parse the tier's settings, build its app and serve it until SIGINT/SIGTERM."""
+    settings = load(settings_class, argv, prog=prog, description=description, **defaults)
     service.configure_logging(settings.log_level, settings.log_json)
-    app: web.Application = make_app(settings)
+    app = make_app(settings)
 
     async def serve() -> None:
         await service.serve(

@@ -19,17 +19,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from shared.store import Store
+
 __all__ = ["Metrics", "NodeState"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-
-
-class _Store(Protocol):
-    @property
-    def bytes(self) -> int: ...
-    @property
-    def evictions(self) -> int: ...
-    def __len__(self) -> int: ...
 
 
 class _Budget(Protocol):
@@ -46,7 +40,7 @@ class NodeState(Protocol):
     """What ``NodeCollector`` reads from a node at scrape time."""
 
     @property
-    def store(self) -> _Store: ...
+    def store(self) -> Store: ...
     @property
     def budget(self) -> _Budget: ...
     @property
@@ -72,10 +66,10 @@ class NodeCollector(Collector):
             "tiercdn_admission", "Admission decisions on objects entering the main cache",
             labels=["decision"],
         )  # fmt: skip
-        admission.add_metric(["admit"], getattr(n.store, "admitted", 0))
-        admission.add_metric(["reject"], getattr(n.store, "rejected", 0))
+        admission.add_metric(["admit"], n.store.admitted)
+        admission.add_metric(["reject"], n.store.rejected)
         yield admission
-        disk = getattr(n, "disk", None)
+        disk = n.store.disk
         if disk is not None:
             yield _gauge("tiercdn_disk_bytes", "Bytes held by the disk tier", disk.bytes)
             yield _gauge("tiercdn_disk_objects", "Objects held by the disk tier", len(disk))

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import resource
 import signal
 import sys
 import time
@@ -18,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+
+from shared.service.limits import raise_fd_limit
 
 __all__ = ["AccessLogger", "configure_logging", "run", "serve"]
 
@@ -117,19 +118,11 @@ async def serve(
                 await r.cleanup()
 
 
-def _raise_open_files_limit() -> None:
-    """A flash crowd is thousands of sockets: lift the soft fd limit to the hard one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def run(coro_factory: Any, *, use_uvloop: bool = True) -> int:
     """Run ``coro_factory()`` (on uvloop unless told otherwise); a bind error
     becomes a clear message. The origin keeps the stock loop: it has
     ``loop.sendfile`` (uvloop does not), which ``web.FileResponse`` uses."""
-    _raise_open_files_limit()
+    raise_fd_limit()  # a flash crowd is thousands of sockets
     if use_uvloop:
         _install_uvloop()
     started = time.monotonic()

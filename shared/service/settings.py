@@ -180,7 +180,9 @@ class ServiceSettings:
 
 @dataclasses.dataclass(frozen=True)
 class CacheSettings(ServiceSettings):
-    """One cache node (edge or regional): listeners, upstreams, store and timeouts."""
+    """What every cache node has (edge and regional): listeners, upstreams, store,
+    timeouts and miss-storm defences. A tier's own policies extend it
+    (``edge.settings.EdgeSettings``, ``regional.settings.RegionalSettings``)."""
 
     name: str = option("cache-1", "this node's name in Cache-Status and Via")
     port: int = option(8080, "port the proxy listens on")
@@ -198,12 +200,6 @@ class CacheSettings(ServiceSettings):
     upstream_connections: int = option(256, "max pooled connections per upstream")
     heuristic_max_age: float = duration_field(
         "1h", "cap on heuristic freshness (RFC 9111 §4.2.2) for responses without one"
-    )
-    cors_origin: str = option("", "Access-Control-Allow-Origin for browser players ('' = off)")
-    player_dashjs_url: str = option(
-        "https://cdn.jsdelivr.net/npm/dashjs@5/dist/modern/umd/dash.all.min.js",
-        "dash.js for the edge's /player/ page: an http(s) URL, or a local file the edge"
-        " serves at /player/dash.all.min.js ('' = no player page)",
     )
     # -- miss storms: admission, shedding, origin budget, stale, failover ------------
     admission: str = option("tinylfu", "cache admission policy: tinylfu or lru")
@@ -228,10 +224,8 @@ class CacheSettings(ServiceSettings):
     breaker_error_rate: float = option(0.5, "error rate over --breaker-window that opens it")
     breaker_window: float = duration_field("10s", "window for --breaker-error-rate")
     breaker_cooldown: float = duration_field("5s", "open time before a half-open probe")
-    # -- operators: purge, pre-warm, prefetch --------------------------------------
+    # -- operators: purge, pre-warm ---------------------------------------------------
     admin_token: str = option("", "token for mutating admin routes (purge, prewarm); '' = off")
-    prefetch: int = option(0, "after segment n, fetch n+1..n+k in the background (0 = off)")
-    prefetch_concurrency: int = option(8, "prefetches in flight at once")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -242,9 +236,6 @@ class CacheSettings(ServiceSettings):
                 raise ValueError(f"--upstream must be an http(s) URL, got {url!r}")
         if self.max_object_bytes > self.cache_bytes:
             object.__setattr__(self, "max_object_bytes", self.cache_bytes)
-        url = self.player_dashjs_url
-        if url and not url.startswith(("http://", "https://")) and not os.path.isfile(url):
-            raise ValueError(f"--player-dashjs-url must be an http(s) URL or a file: {url!r}")
         if self.event_loop not in ("auto", "uvloop", "asyncio"):
             raise ValueError(f"--event-loop must be auto, uvloop or asyncio: {self.event_loop!r}")
         if self.admission not in ("tinylfu", "lru"):
@@ -254,8 +245,6 @@ class CacheSettings(ServiceSettings):
         for name in ("max_requests", "max_fills", "origin_burst", "breaker_failures"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.prefetch < 0 or self.prefetch_concurrency < 1:
-            raise ValueError("--prefetch must be >= 0 and --prefetch-concurrency >= 1")
         if self.origin_rate < 0 or self.origin_concurrency < 0:
             raise ValueError("--origin-rate and --origin-concurrency must not be negative")
         if not 0 < self.breaker_error_rate <= 1:

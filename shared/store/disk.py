@@ -1,12 +1,12 @@
 """The disk store: whole responses as files under ``root``, within a byte budget.
 
 Same interface and policy as ``MemoryStore`` (it *is* the index: a MemoryStore of
-``DiskObject`` entries whose bodies live in files), so lru / W-TinyLFU decisions
+objects whose bodies are ``FileBody``s), so lru / W-TinyLFU decisions
 are made once, in ``store/memory.py``; this module adds files.
 
 Layout: ``root/ab/cd/<h>.<token>.body`` and ``.meta`` beside it, ``h`` the blake2b
 of cache key + Vary key (never the raw URL), ``token`` unique per write, so a
-file is owned by exactly one ``DiskObject``: replacing, evicting or dropping an
+file is owned by exactly one stored object: replacing, evicting or dropping an
 object unlinks its own files and never a newer version's.
 
 Durability (invariant 4, across crashes): ``put`` indexes nothing until the
@@ -35,52 +35,27 @@ headers + bookkeeping, not filesystem blocks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import errno
 import hashlib
-import json
 import logging
-import os
 import secrets
-import time
-import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from shared.store import diskfiles
+from shared.store.diskfiles import BODY
+from shared.store.entry import CachedObject, FileBody
+from shared.store.memory import MemoryStore
 
-from shared.store.memory import CachedObject, MemoryStore
-
-__all__ = ["DiskObject", "DiskStore", "send_file"]
+__all__ = ["DiskStore"]
 
 log = logging.getLogger(__name__)
 
-_BODY, _META, _TMP = ".body", ".meta", ".tmp"
-_FORMAT = 1  # metadata layout version
-_CHUNK = 1 << 20  # bytes per read while checksumming, per os.write
-_SEND_CHUNK = 256 * 1024  # slice read per executor call when sendfile is unavailable [aiohttp]
 _WRITERS = 2  # writer threads: fsync-bound, more would only queue in the disk
 _MAX_PENDING = 64 << 20  # bytes of bodies waiting to be written before puts are skipped
 VERIFY = ("once", "always")
-
-
-@dataclasses.dataclass(slots=True)
-class DiskObject(CachedObject):
-    """A stored response whose body is the file ``<stem>.body``: ``body`` is ``b""``."""
-
-    stem: str  # <root>/ab/cd/<hash>.<token>, owned by this object alone
-    length: int  # body bytes
-    crc32: int  # of the body, checked once per process by ``open_body``
-    verified: bool = False  # guarded by: single event loop
-
-    @property
-    def size(self) -> int:
-        """Bytes charged against the budget: body length, headers and bookkeeping."""
-        return CachedObject.size.fget(self) + self.length  # type: ignore[attr-defined,no-any-return]
 
 
 class _Write:
@@ -151,35 +126,38 @@ class DiskStore:
         return self._index.bytes
 
     def lookup(self, key: str) -> list[CachedObject]:
-        """The stored variants of ``key`` (``DiskObject``s), touching it."""
+        """The stored variants of ``key`` (their bodies are ``FileBody``s), touching it."""
         return self._index.lookup(key)
 
     def peek(self, key: str) -> list[CachedObject]:
         return self._index.peek(key)
 
-    def put(self, obj: CachedObject, *, body_from: DiskObject | None = None) -> bool:
+    def put(self, obj: CachedObject, *, same_body_as: CachedObject | None = None) -> bool:
         """Start writing ``obj``; it is indexed once durable (``flush`` waits for that).
 
-        ``body_from``: reuse that stored object's body file (a hard link), for a
-        revalidated disk object whose ``body`` is empty. Returns False when it is not
-        stored at all: too big for the budget, or too many bytes already queued.
+        ``same_body_as`` (or ``obj`` itself): reuse that stored object's body file (a
+        hard link) when it is a ``FileBody``, as for a revalidated disk object.
+        Returns False when it is not stored at all: too big for the budget, or too
+        many bytes already queued.
         Entries reach the policy in the order their writes complete (two writer
         threads), which may differ from the order of the puts."""
-        if body_from is None and isinstance(obj, DiskObject):
-            body_from = obj
-        length = len(obj.body) if body_from is None else body_from.length
+        source = obj if isinstance(obj.body, FileBody) else same_body_as
+        body_from = source.body if source is not None else None
+        if not isinstance(body_from, FileBody):
+            body_from = None
+        length = obj.length if body_from is None else body_from.length
         if obj.size - len(obj.body) + length > self._index.largest:
             return False
-        nbytes = len(obj.body) if body_from is None else 0
+        nbytes = obj.length if body_from is None else 0
         if self._pending_bytes and self._pending_bytes + nbytes > self.max_pending:
             self.writes_skipped += 1
             return False
-        meta = _meta(obj, length, None if body_from is None else body_from.crc32)
+        meta = diskfiles.metadata(obj, length, None if body_from is None else body_from.crc32)
         write = _Write(obj, self._stem(obj.key, obj.vary_key), nbytes)
         src = None if body_from is None else body_from.stem
-        body = obj.body if body_from is None else b""
+        body = obj.body if isinstance(obj.body, bytes) and body_from is None else b""
         fut = asyncio.get_running_loop().run_in_executor(
-            self._writer, _write_files, write.stem, body, src, meta
+            self._writer, diskfiles.write_files, write.stem, body, src, meta
         )
         self._writes.add(write)
         self._track(fut, nbytes)
@@ -220,14 +198,15 @@ class DiskStore:
         """Rebuild the index from the metadata files under ``root`` (call once, first)."""
         loop = asyncio.get_running_loop()
         try:
-            found, cleaned, corrupt = await loop.run_in_executor(self._writer, _scan, self.root)
+            scanned = await loop.run_in_executor(self._writer, diskfiles.scan, self.root)
         except OSError as exc:
             self._write_failed(exc)
             return
+        found, cleaned, corrupt = scanned
         self.cleaned += cleaned
         self.corrupt_dropped += corrupt
-        newest: dict[tuple[str, tuple[str, ...]], tuple[float, DiskObject]] = {}
-        doomed: list[DiskObject] = []
+        newest: dict[tuple[str, tuple[str, ...]], tuple[float, CachedObject]] = {}
+        doomed: list[CachedObject] = []
         for written, obj in found:  # duplicates only if a crash beat an unlink
             ident = (obj.key, obj.vary_key)
             old = newest.get(ident)
@@ -261,35 +240,40 @@ class DiskStore:
         await self.flush()
         self._writer.shutdown(wait=False)
 
-    def body_path(self, obj: DiskObject) -> Path:
-        return Path(obj.stem + _BODY)
+    @property
+    def disk(self) -> DiskStore:
+        return self
 
-    def body_length(self, obj: DiskObject) -> int:
-        return obj.length
+    def served(self, obj: CachedObject) -> None:
+        return None  # no faster tier here: ``TieredStore`` promotes
 
-    async def open_body(self, obj: DiskObject) -> tuple[IO[bytes], int] | None:
+    def body_path(self, obj: CachedObject) -> Path:
+        return Path(_file(obj).stem + BODY)
+
+    async def open_body(self, obj: CachedObject) -> tuple[IO[bytes], int] | None:
         """The body file of ``obj`` opened at 0 and its length, or None (then a miss).
 
         A missing file, a wrong length or (first use, or ``verify="always"``) a wrong
         checksum drops the entry and its files and counts ``corrupt_dropped``."""
-        crc = obj.crc32 if self.verify == "always" or not obj.verified else None
+        body = _file(obj)
+        crc = body.crc32 if self.verify == "always" or not body.verified else None
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(None, _open_body, obj.stem + _BODY, obj.length, crc)
+        fut = loop.run_in_executor(None, diskfiles.open_body, body.stem + BODY, body.length, crc)
         try:
             fobj, problem = await asyncio.shield(fut)
         except asyncio.CancelledError:  # the file opened after all: don't leak it
-            fut.add_done_callback(_close_result)
+            fut.add_done_callback(diskfiles.close_result)
             raise
         if fobj is not None:
-            obj.verified = True
-            return fobj, obj.length
+            body.verified = True
+            return fobj, body.length
         if any(v is obj for v in self._index.peek(obj.key)):  # else removed meanwhile
             self.corrupt_dropped += 1
-            log.warning("disk store: dropping %s (%s): %s", obj.key, obj.stem, problem)
+            log.warning("disk store: dropping %s (%s): %s", obj.key, body.stem, problem)
             self._index.remove(obj.key, obj.vary_key)
         return None
 
-    async def read_body(self, obj: DiskObject) -> bytes | None:
+    async def read_body(self, obj: CachedObject) -> bytes | None:
         """The whole body in memory (to promote it to a memory tier), or None as above."""
         opened = await self.open_body(obj)
         if opened is None:
@@ -328,28 +312,21 @@ class DiskStore:
             self.write_errors += 1
             log.error("disk store: write of %s failed", write.obj.key, exc_info=exc)
             return
-        o = write.obj
-        obj = DiskObject(
-            **{f: getattr(o, f) for f in _INIT_FIELDS},
-            body=b"",
-            stem=write.stem,
-            length=length,
-            crc32=fut.result(),
-        )
+        obj = write.obj.with_body(FileBody(write.stem, length, fut.result()))
         if write.discarded or not self._index.put(obj):
             self._released([obj])
 
     def _released(self, variants: list[CachedObject]) -> None:
         """Unlink the files of variants that left the index (in the writer threads)."""
-        stems = [v.stem for v in variants if isinstance(v, DiskObject)]
+        stems = [v.body.stem for v in variants if isinstance(v.body, FileBody)]
         if not stems:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (a sync caller): blocking is fine here
-            _unlink_stems(stems)
+            diskfiles.unlink_stems(stems)
             return
-        self._track(loop.run_in_executor(self._writer, _unlink_stems, stems), 0)
+        self._track(loop.run_in_executor(self._writer, diskfiles.unlink_stems, stems), 0)
 
     def _write_failed(self, exc: OSError) -> None:
         kind = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
@@ -369,234 +346,7 @@ class DiskStore:
     bytes = stored_bytes  # MemoryStore's name; last in the class, as it shadows the builtin
 
 
-_INIT_FIELDS = (
-    "key",
-    "vary_names",
-    "vary_key",
-    "status",
-    "headers",
-    "request_time",
-    "response_time",
-    "lifetime",
-    "initial_age",
-    "must_validate",
-)
-
-
-def _meta(obj: CachedObject, length: int, crc32: int | None) -> dict[str, Any]:
-    return {
-        "format": _FORMAT,
-        "key": obj.key,
-        "vary_names": list(obj.vary_names),
-        "vary_key": list(obj.vary_key),
-        "status": obj.status,
-        "headers": [[k, v] for k, v in obj.headers.items()],
-        "request_time": obj.request_time,
-        "response_time": obj.response_time,
-        "lifetime": obj.lifetime,
-        "initial_age": obj.initial_age,
-        "must_validate": obj.must_validate,
-        "length": length,
-        "crc32": crc32,
-        "written": time.time(),  # which of two versions is newer, at ``open``
-    }
-
-
-def _decode(stem: str, data: bytes) -> tuple[float, DiskObject] | None:
-    """A metadata file's object, or None if it is not one this version wrote."""
-    try:
-        m = json.loads(data)
-        if m["format"] != _FORMAT:
-            return None
-        strs = (*m["vary_names"], *m["vary_key"], m["key"], *(x for kv in m["headers"] for x in kv))
-        nums = (m["request_time"], m["response_time"], m["lifetime"], m["initial_age"])
-        if not all(isinstance(s, str) for s in strs) or not all(
-            isinstance(n, int | float) for n in (*nums, m["written"])
-        ):
-            return None
-        if any(len(kv) != 2 for kv in m["headers"]):
-            return None
-        ints = (m["status"], m["length"], m["crc32"])
-        if not all(isinstance(n, int) and not isinstance(n, bool) for n in ints):
-            return None
-        obj = DiskObject(
-            key=m["key"],
-            vary_names=tuple(m["vary_names"]),
-            vary_key=tuple(m["vary_key"]),
-            status=m["status"],
-            headers=CIMultiDictProxy(CIMultiDict(m["headers"])),
-            body=b"",
-            request_time=float(nums[0]),
-            response_time=float(nums[1]),
-            lifetime=float(nums[2]),
-            initial_age=float(nums[3]),
-            must_validate=bool(m["must_validate"]),
-            stem=stem,
-            length=m["length"],
-            crc32=m["crc32"],
-        )
-    except (ValueError, KeyError, TypeError):
-        return None
-    return float(m["written"]), obj
-
-
-# -- blocking file work: run in an executor ------------------------------------------
-
-
-def _write_files(stem: str, body: bytes, link_from: str | None, meta: dict[str, Any]) -> int:
-    """Make ``stem``'s body, then its metadata, durable; returns the body's CRC-32."""
-    paths = (stem + _BODY + _TMP, stem + _META + _TMP, stem + _BODY, stem + _META)
-    tmp_body, tmp_meta, body_path, meta_path = paths
-    directory = os.path.dirname(stem)
-    try:
-        os.makedirs(directory, exist_ok=True)
-        if link_from is None:
-            meta["crc32"] = zlib.crc32(body)
-            _write_file(tmp_body, body)
-        else:  # same bytes: share the inode
-            os.link(link_from + _BODY, tmp_body)
-        os.replace(tmp_body, body_path)
-        _write_file(tmp_meta, json.dumps(meta).encode())
-        os.replace(tmp_meta, meta_path)  # last: now it names a complete body
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        for path in paths:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        raise
-    crc: int = meta["crc32"]
-    return crc
-
-
-def _write_file(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view[:_CHUNK]) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_stems(stems: list[str]) -> None:
-    for stem in stems:
-        for suffix in (_META, _BODY):  # metadata first: never one naming a missing body
-            with contextlib.suppress(OSError):
-                os.unlink(stem + suffix)
-
-
-def _scan(root: Path) -> tuple[list[tuple[float, DiskObject]], int, int]:
-    """Every valid object under ``root``; deletes leftovers and broken entries."""
-    root.mkdir(parents=True, exist_ok=True)
-    found: list[tuple[float, DiskObject]] = []
-    cleaned = corrupt = 0
-    for dirpath, _, names in os.walk(root):
-        present = set(names)
-        for name in names:
-            path = os.path.join(dirpath, name)
-            if name.endswith(_TMP):  # an interrupted write
-                cleaned += _unlink(path)
-            elif name.endswith(_BODY) and name[: -len(_BODY)] + _META not in present:
-                cleaned += _unlink(path)  # crashed between body and metadata
-            elif name.endswith(_META):
-                stem = path[: -len(_META)]
-                try:
-                    with open(path, "rb") as f:
-                        entry = _decode(stem, f.read())
-                except OSError:
-                    entry = None
-                try:
-                    size = os.stat(stem + _BODY).st_size
-                except FileNotFoundError:
-                    size = -1
-                if entry is None or size != entry[1].length:
-                    corrupt += 1
-                    _unlink_stems([stem])
-                else:
-                    found.append(entry)
-    return found, cleaned, corrupt
-
-
-def _unlink(path: str) -> int:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    return 1
-
-
-def _open_body(path: str, length: int, crc: int | None) -> tuple[IO[bytes] | None, str]:
-    """``path`` opened if it holds ``length`` bytes (and matches ``crc`` when given)."""
-    try:
-        fobj = open(path, "rb")  # noqa: SIM115 (returned open to the caller)
-    except FileNotFoundError:
-        return None, "body file missing"
-    try:
-        size = os.fstat(fobj.fileno()).st_size
-        if size != length:
-            fobj.close()
-            return None, f"body is {size} bytes, metadata says {length}"
-        if crc is not None:
-            got, buf = 0, bytearray(_CHUNK)
-            while n := fobj.readinto(buf):
-                got = zlib.crc32(memoryview(buf)[:n], got)
-            fobj.seek(0)
-            if got != crc:
-                fobj.close()
-                return None, "body checksum mismatch"
-    except BaseException:
-        fobj.close()
-        raise
-    return fobj, ""
-
-
-def _close_result(fut: asyncio.Future[tuple[IO[bytes] | None, str]]) -> None:
-    if not fut.cancelled() and fut.exception() is None and (fobj := fut.result()[0]):
-        fobj.close()
-
-
-# -- serving -------------------------------------------------------------------------
-
-
-async def send_file(
-    request: web.Request,
-    response: web.StreamResponse,
-    fobj: IO[bytes],
-    offset: int,
-    count: int,
-    *,
-    use_sendfile: bool = True,
-) -> None:
-    """Send ``count`` bytes of ``fobj`` from ``offset`` after ``response.prepare``.
-
-    ``loop.sendfile`` (zero-copy on the stock loop) when the loop has it; else, as
-    under uvloop, ``_SEND_CHUNK`` slices read with ``os.pread`` in an executor, so a
-    Range hit reads only its slice. Raises ``ConnectionResetError`` if the file ends
-    early: the caller must abort, never finish a short response. Call
-    ``response.write_eof()`` afterwards."""
-    if count <= 0:
-        return
-    loop = asyncio.get_running_loop()
-    if use_sendfile:
-        transport = request.transport
-        if transport is None:
-            raise ConnectionResetError("Connection lost")
-        try:
-            sent = await loop.sendfile(transport, fobj, offset, count)
-        except NotImplementedError:
-            pass
-        else:
-            if sent != count:
-                raise ConnectionResetError(f"file ended after {sent} of {count} bytes")
-            return
-    fd = fobj.fileno()
-    while count > 0:
-        chunk = await loop.run_in_executor(None, os.pread, fd, min(_SEND_CHUNK, count), offset)
-        if not chunk:
-            raise ConnectionResetError(f"file ended with {count} bytes still to send")
-        await response.write(chunk)
-        offset += len(chunk)
-        count -= len(chunk)
+def _file(obj: CachedObject) -> FileBody:
+    if not isinstance(obj.body, FileBody):
+        raise TypeError(f"{obj.key!r} is not a disk object (its body is in memory)")
+    return obj.body

@@ -34,67 +34,19 @@ shows the victims, and admission has to see them before anything is evicted.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-
-from multidict import CIMultiDict, CIMultiDictProxy
+from typing import IO
 
 from shared.policy.admission import TinyLfu
+from shared.store.entry import CachedObject
 
 __all__ = ["POLICIES", "CachedObject", "MemoryStore"]
 
-# Fields recomputed on every response, so not part of the prepared headers.
-_PER_RESPONSE = ("Age", "Cache-Status", "Via", "Content-Length", "Date")
-_OVERHEAD = 256  # bytes charged per object for bookkeeping
 POLICIES = ("lru", "tinylfu")
 _WINDOW = 0.01  # share of the budget for the admission window [Caffeine's initial 1 %]
 _PROTECTED = 0.8  # share of main for entries hit since admission [Caffeine]
 _SKETCH_MIN = 64  # objects the first sketch is sized for; it grows with the store
-
-
-@dataclasses.dataclass(slots=True)
-class CachedObject:
-    """A complete stored response and the facts needed to age it."""
-
-    key: str
-    vary_names: tuple[str, ...]
-    vary_key: tuple[str, ...]
-    status: int
-    headers: CIMultiDictProxy[str]  # end-to-end headers as received (RFC 9111 §3.1)
-    body: bytes
-    request_time: float
-    response_time: float
-    lifetime: float  # freshness lifetime (RFC 9111 §4.2.1), computed at store time
-    initial_age: float  # corrected_initial_age (RFC 9111 §4.2.3)
-    must_validate: bool  # response no-cache: revalidate before every use
-    prepared: CIMultiDictProxy[str] = dataclasses.field(init=False)
-    upstream_status: str = dataclasses.field(init=False)  # upstream Cache-Status, or ""
-    upstream_via: str = dataclasses.field(init=False)
-
-    def __post_init__(self) -> None:
-        prepared = CIMultiDict(self.headers)
-        for name in _PER_RESPONSE:
-            prepared.popall(name, None)
-        if "Date" in self.headers:
-            prepared["Date"] = self.headers["Date"]
-        self.prepared = CIMultiDictProxy(prepared)
-        self.upstream_status = ", ".join(self.headers.getall("Cache-Status", []))
-        self.upstream_via = ", ".join(self.headers.getall("Via", []))
-
-    def age(self, now: float) -> float:
-        """current_age (RFC 9111 §4.2.3) at ``now``."""
-        return self.initial_age + max(0.0, now - self.response_time)
-
-    def ttl(self, now: float) -> float:
-        """Seconds of freshness left (negative once stale)."""
-        return self.lifetime - self.age(now)
-
-    @property
-    def size(self) -> int:
-        """Bytes charged against the budget: body, headers and bookkeeping."""
-        head = sum(len(k) + len(v) for k, v in self.headers.items())
-        return len(self.body) + head + _OVERHEAD
 
 
 class _Segment:
@@ -175,8 +127,9 @@ class MemoryStore:
         seg = self._index.get(key)
         return [] if seg is None else seg.entries[key]
 
-    def put(self, obj: CachedObject) -> bool:
-        """Store ``obj``, replacing the variant with the same Vary key.
+    def put(self, obj: CachedObject, *, same_body_as: CachedObject | None = None) -> bool:
+        """Store ``obj``, replacing the variant with the same Vary key (``same_body_as``
+        is for stores that keep bodies elsewhere: here every body is ``obj.body``).
 
         Returns False when it cannot fit at all: larger than the budget (tinylfu:
         than the main segment's share). Under tinylfu a stored entry may still be
@@ -223,6 +176,28 @@ class MemoryStore:
             seg.bytes = 0
         self._index.clear()
         self._release(released)
+
+    # -- the rest of the Store interface: every body here is in memory -------------
+
+    @property
+    def disk(self) -> None:
+        return None
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def open_body(self, obj: CachedObject) -> tuple[IO[bytes], int] | None:
+        raise TypeError(f"{obj.key!r}: a memory store's bodies are bytes, never files")
+
+    async def read_body(self, obj: CachedObject) -> bytes | None:
+        assert isinstance(obj.body, bytes)
+        return obj.body
+
+    def served(self, obj: CachedObject) -> None:
+        return None
 
     @property
     def largest(self) -> int:

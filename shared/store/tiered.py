@@ -2,89 +2,124 @@
 
 Reads look in memory first, then on disk; writes go to both (the disk copy is
 what survives a restart). An object found only on disk is promoted into memory
-by the node after it is served (``promote``), so the hot set is served from
-memory and the rest with sendfile. Both tiers run their own admission policy
-within their own byte budgets.
+after it is served (``served``): its body is read once, in the background, so
+the hot set is served from memory and the rest with sendfile. Both tiers run
+their own admission policy within their own byte budgets.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import IO, Any
 
-from shared.store.disk import DiskObject, DiskStore
-from shared.store.memory import CachedObject, MemoryStore
+from shared.store.disk import DiskStore
+from shared.store.entry import CachedObject, FileBody
+from shared.store.memory import MemoryStore
 
-__all__ = ["TieredStore", "in_memory"]
+__all__ = ["TieredStore"]
 
-
-def in_memory(obj: DiskObject, body: bytes) -> CachedObject:
-    """A memory copy of a disk object, its body read."""
-    fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(CachedObject) if f.init}
-    fields["body"] = body
-    return CachedObject(**fields)
+Spawn = Callable[[Coroutine[Any, Any, None], str], object]
 
 
 class TieredStore:
-    """``memory`` over ``disk``: the MemoryStore interface, both budgets."""
+    """``memory`` over ``disk``: the Store interface, both budgets.
 
-    def __init__(self, memory: MemoryStore, disk: DiskStore) -> None:
+    ``spawn(coro, name)`` runs a promotion in the background (the node's task
+    group); objects over ``promote_limit`` bytes stay on disk."""
+
+    def __init__(
+        self, memory: MemoryStore, disk: DiskStore, *, spawn: Spawn, promote_limit: int
+    ) -> None:
         self.memory = memory
-        self.disk = disk
+        self._disk = disk
+        self._spawn = spawn
+        self.promote_limit = promote_limit
+        self._promoting: set[str] = set()  # keys being read into memory [single event loop]
+
+    @property
+    def disk(self) -> DiskStore:
+        return self._disk
 
     def lookup(self, key: str) -> list[CachedObject]:
         """Memory's variants if it has the key, else the disk's (each counts the access)."""
-        return self.memory.lookup(key) or self.disk.lookup(key)
+        return self.memory.lookup(key) or self._disk.lookup(key)
 
     def peek(self, key: str) -> list[CachedObject]:
-        return self.memory.peek(key) or self.disk.peek(key)
+        return self.memory.peek(key) or self._disk.peek(key)
 
-    def put(self, obj: CachedObject, *, body_from: DiskObject | None = None) -> bool:
-        """Store in both tiers; True if either took it."""
-        in_memory = self.memory.put(obj)
-        on_disk = self.disk.put(obj, body_from=body_from)
+    def put(self, obj: CachedObject, *, same_body_as: CachedObject | None = None) -> bool:
+        """Store in both tiers (memory only takes bodies in memory); True if either took it."""
+        in_memory = isinstance(obj.body, bytes) and self.memory.put(obj)
+        on_disk = self._disk.put(obj, same_body_as=same_body_as)
         return in_memory or on_disk
 
-    def promote(self, obj: CachedObject) -> bool:
-        """Put a disk object, now with its body read, into memory only."""
-        return self.memory.put(obj)
-
     def remove(self, key: str, vary_key: tuple[str, ...] | None = None) -> int:
-        return max(self.memory.remove(key, vary_key), self.disk.remove(key, vary_key))
+        return max(self.memory.remove(key, vary_key), self._disk.remove(key, vary_key))
 
     def clear(self) -> None:
         self.memory.clear()
-        self.disk.clear()
+        self._disk.clear()
+
+    async def open(self) -> None:
+        await self._disk.open()
+
+    async def close(self) -> None:
+        await self._disk.close()
+
+    async def open_body(self, obj: CachedObject) -> tuple[IO[bytes], int] | None:
+        return await self._disk.open_body(obj)
+
+    async def read_body(self, obj: CachedObject) -> bytes | None:
+        if isinstance(obj.body, bytes):
+            return obj.body
+        return await self._disk.read_body(obj)
+
+    def served(self, obj: CachedObject) -> None:
+        """Read a disk hit into the memory tier, once, in the background."""
+        if not isinstance(obj.body, FileBody) or obj.length > self.promote_limit:
+            return
+        if obj.key in self._promoting:
+            return
+        self._promoting.add(obj.key)
+        self._spawn(self._promote(obj), f"promote {obj.key!r}")
+
+    async def _promote(self, obj: CachedObject) -> None:
+        try:
+            body = await self._disk.read_body(obj)
+            if body is not None:
+                self.memory.put(obj.with_body(body))
+        finally:
+            self._promoting.discard(obj.key)
 
     @property
     def capacity(self) -> int:
-        return self.memory.capacity + self.disk.capacity
-
-    @property
-    def bytes(self) -> int:
-        return self.memory.bytes + self.disk.bytes
+        return self.memory.capacity + self._disk.capacity
 
     @property
     def evictions(self) -> int:
-        return self.memory.evictions + self.disk.evictions
+        return self.memory.evictions + self._disk.evictions
 
     @property
     def admitted(self) -> int:
-        return self.memory.admitted + self.disk.admitted
+        return self.memory.admitted + self._disk.admitted
 
     @property
     def rejected(self) -> int:
-        return self.memory.rejected + self.disk.rejected
+        return self.memory.rejected + self._disk.rejected
 
     def __len__(self) -> int:
         return len({(o.key, o.vary_key) for o in self})
 
     def __iter__(self) -> Iterator[CachedObject]:
         seen: set[tuple[str, tuple[str, ...]]] = set()
-        for obj in (*self.memory, *self.disk):
+        for obj in (*self.memory, *self._disk):
             if (obj.key, obj.vary_key) not in seen:
                 seen.add((obj.key, obj.vary_key))
                 yield obj
 
     def __repr__(self) -> str:
-        return f"<TieredStore {self.memory!r} over {self.disk!r}>"
+        return f"<TieredStore {self.memory!r} over {self._disk!r}>"
+
+    @property
+    def bytes(self) -> int:  # last in the class: it shadows the builtin
+        return self.memory.bytes + self._disk.bytes

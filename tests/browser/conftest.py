@@ -5,7 +5,8 @@ Nothing here downloads anything. Chromium is Debian's ``chromium`` package
 Python; dash.js comes from ``npm install --prefix .cache/npm dashjs@5`` (or
 ``TIERCDN_DASHJS``, the path of ``dash.all.min.js``). ``scripts/install-browser``
 installs both, as ``.ci/run`` does. A missing piece fails the test with the
-command that installs it: these tests never skip.
+command that installs it: these tests never skip. Paths, flags and the title's
+constants are in ``tests/helpers.py``.
 """
 
 from __future__ import annotations
@@ -18,34 +19,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from origin.packager import Rendition, make_sample
-
-try:
-    from playwright.async_api import TimeoutError as PlaywrightTimeout
-    from playwright.async_api import async_playwright
-except ImportError:  # the chromium fixture fails with the command that installs it
-    async_playwright = None  # type: ignore[assignment]
-    PlaywrightTimeout = TimeoutError  # type: ignore[misc,assignment]
-
-REPO = Path(__file__).resolve().parents[2]
-DASHJS = REPO / ".cache/npm/node_modules/dashjs/dist/modern/umd/dash.all.min.js"
-CHROMIUM = "/usr/bin/chromium"
-INSTALL = "run scripts/install-browser (the browser install steps of .ci/run)"
-# The flags this machine needs: no sandbox as root, no GPU, and no background
-# calls home (the closed network refuses them, many at a time).
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-LONG_TITLE = "long"
-LONG_SECONDS = 30
-LONG_LADDER = (Rendition(180, 300_000), Rendition(360, 800_000))
+from origin.packager import make_sample
+from tests.helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DASHJS,
+    INSTALL,
+    LONG_LADDER,
+    LONG_SECONDS,
+    LONG_TITLE,
+    async_playwright,
+)
 
 
 @pytest.fixture(scope="session")

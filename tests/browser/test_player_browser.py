@@ -17,8 +17,7 @@ from edge.app import make_app as make_edge_app
 from origin.app import make_app as make_origin_app
 from origin.settings import OriginSettings
 from regional.app import make_app as make_regional_app
-from tests.browser.conftest import LONG_TITLE, PlaywrightTimeout
-from tests.functional.conftest import node_settings, url_of
+from tests.helpers import LONG_TITLE, PlaywrightTimeout, node_settings, url_of
 
 PLAY_SECONDS = 20
 MAX_STARTUP_MS = 2000

@@ -1,9 +1,13 @@
-"""Fixtures that start real tiercdn nodes on loopback ports (port 0)."""
+"""Fixtures that start real tiercdn nodes on loopback ports (port 0).
+
+Helpers tests import (``url_of``, ``node_settings``, ``Chain``, ``Clock``,
+``Arrivals``, ``Gate``) live in ``tests/helpers.py``.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,55 +16,36 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from edge.app import make_app as make_edge_app
+from edge.settings import EdgeSettings
 from origin.app import make_app as make_origin_app
 from origin.settings import OriginSettings
-from shared.engine.node import NODE, Node
 from shared.engine.node import make_app as make_node_app
-from shared.service.settings import CacheSettings
-
-ServerFactory = Callable[..., Awaitable[TestServer]]
-
-
-def node_settings(name: str, upstream: str | list[str], **kw: Any) -> CacheSettings:
-    ups = (upstream,) if isinstance(upstream, str) else tuple(upstream)
-    kw.setdefault("read_timeout", 5.0)
-    kw.setdefault("connect_timeout", 2.0)
-    return CacheSettings(name=name, upstream=ups, port=0, admin_port=0, **kw)
-
-
-def url_of(server: TestServer) -> str:
-    return str(server.make_url("")).rstrip("/")
-
-
-@dataclasses.dataclass
-class Chain:
-    """origin → regional → edge, each a real server on a loopback port."""
-
-    origin: TestServer
-    regional: TestServer
-    edge: TestServer
-
-    @property
-    def edge_node(self) -> Node:
-        return self.edge.app[NODE]
-
-    @property
-    def regional_node(self) -> Node:
-        return self.regional.app[NODE]
-
-    def url(self, path: str, tier: str = "edge") -> str:
-        return url_of(getattr(self, tier)) + path
+from tests.helpers import Chain, Middleware, ServerFactory, node_settings, url_of
 
 
 @pytest.fixture
 async def start_node(aiohttp_server: ServerFactory) -> Callable[..., Awaitable[TestServer]]:
-    """Start a cache node in front of ``upstream``; returns its TestServer."""
+    """Start a cache node in front of ``upstream``; returns its TestServer.
+
+    An edge (``edge.app``) when an edge-only setting is given, else the engine's
+    app alone (see ``node_settings``). ``middlewares`` (``Arrivals().middleware``)
+    are appended to the node's application before it starts."""
 
     async def start(
-        name: str, upstream: str | list[str], clock: Callable[[], float] | None = None, **kw: Any
+        name: str,
+        upstream: str | list[str],
+        clock: Callable[[], float] | None = None,
+        middlewares: Sequence[Middleware] = (),
+        **kw: Any,
     ) -> TestServer:
         settings = node_settings(name, upstream, **kw)
-        app = make_node_app(settings, clock=clock) if clock else make_node_app(settings)
+        now = clock or time.time
+        if isinstance(settings, EdgeSettings):
+            app = make_edge_app(settings, clock=now)
+        else:
+            app = make_node_app(settings, clock=now)
+        app.middlewares.extend(middlewares)
         return await aiohttp_server(app)
 
     return start
@@ -80,22 +65,12 @@ async def chain(origin_server: TestServer, start_node: Any) -> Chain:
 
 
 @pytest.fixture
-async def http() -> Any:
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """A plain client session (no auto-decompression, no cookies)."""
     async with aiohttp.ClientSession(
         auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
     ) as session:
         yield session
-
-
-class Clock:
-    """An injected clock tests move by hand."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

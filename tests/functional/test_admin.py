@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from regional.app import DEFAULTS as REGIONAL_DEFAULTS
 from regional.app import make_app as make_regional_app
 from shared.service.admin import make_admin_app
-from tests.functional.conftest import node_settings, url_of
+from tests.helpers import node_settings, url_of
 
 
 def samples(text: str) -> dict[str, float]:

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from origin.app import make_admin_app as make_origin_admin
 from origin.app import make_app as make_origin_app
 from shared.engine.node import NODE
-from tests.functional.conftest import Chain, url_of
+from tests.helpers import Chain, url_of
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 

@@ -15,8 +15,8 @@ from aiohttp import web
 from shared.engine.node import NODE
 from shared.ops.topology import free_ports
 from shared.service.admin import make_admin_app
-from tests.functional.conftest import url_of
 from tests.functional.test_up_cli import ports_with_admin, read_until
+from tests.helpers import url_of
 
 TOKEN = "cli-token"
 MPD = "/sample/manifest.mpd"

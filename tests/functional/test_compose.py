@@ -38,14 +38,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import origin.__main__ as origin_cli
 from edge.app import make_app as make_edge_app
+from edge.settings import EdgeSettings
 from origin.app import make_admin_app as make_origin_admin
 from origin.app import make_app as make_origin_app
 from origin.settings import OriginSettings
 from regional.app import make_app as make_regional_app
+from regional.settings import RegionalSettings
 from shared.engine.outcome import Outcome
 from shared.service.admin import make_admin_app
 from shared.service.settings import CacheSettings, ServiceSettings, from_namespace, load
-from tests.functional.conftest import url_of
+from tests.helpers import url_of
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -122,7 +124,8 @@ def parse(argv: list[str], env: dict[str, str]) -> Any:
             ns = origin_cli._parser().parse_args(argv[1:])
             return from_namespace(OriginSettings, ns, env) if ns.command == "serve" else ns
         defaults = importlib.import_module(f"{module}.app").DEFAULTS
-        return load(CacheSettings, argv[1:], prog=argv[0], env=env, **defaults)
+        settings_class = {"edge": EdgeSettings, "regional": RegionalSettings}[module]
+        return load(settings_class, argv[1:], prog=argv[0], env=env, **defaults)
     except SystemExit as exc:
         pytest.fail(f"{shlex.join(argv)} is rejected by its CLI: {exc}")
 

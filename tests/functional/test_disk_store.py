@@ -15,7 +15,8 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from shared.store import CachedObject, DiskObject, DiskStore, send_file
+from shared.engine.responses import send_file
+from shared.store import CachedObject, DiskStore, FileBody
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,7 +120,7 @@ async def test_diskstore_sigkill_mid_write_leaves_no_partial_object(tmp_path):
     assert leftovers(root) == [] and store.cleaned >= 1 and store.corrupt_dropped == 0
     assert len(list(root.rglob("*.body"))) == len(list(root.rglob("*.meta"))) == len(store)
     for o in store:
-        assert isinstance(o, DiskObject)
+        assert isinstance(o.body, FileBody)
         i = int(o.headers["X"])
         assert await store.read_body(o) == bytes([i % 251]) * (8 << 20), o.key
     assert store.corrupt_dropped == 0
@@ -181,7 +182,7 @@ async def disk_app(tmp_path: Path, use_sendfile: bool) -> tuple[web.Application,
 
     async def handler(request: web.Request) -> web.StreamResponse:
         [o] = store.lookup(request.path)
-        assert isinstance(o, DiskObject)
+        assert isinstance(o.body, FileBody)
         opened = await store.open_body(o)
         assert opened is not None
         fobj, length = opened

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from origin.app import METRICS_KEY
 from shared.engine.node import NODE
-from tests.functional.conftest import url_of
+from tests.helpers import url_of
 
 SEGMENT = "/sample/chunk-0-00002.m4s"
 
@@ -39,7 +39,7 @@ async def test_disk_tier_restart_keeps_the_cache(origin_app, start_node, http, t
     async with http.get(url_of(first) + SEGMENT) as r:
         body = await r.read()
     await first.app[NODE].tasks.join()  # the fill commits after its last byte
-    await first.app[NODE].disk.flush()
+    await first.app[NODE].store.disk.flush()
     await first.close()
     second = await start_node("regional-1", origin, disk_path=disk)
     for _ in range(3):  # from the file, then from memory once promoted
@@ -60,7 +60,7 @@ async def test_disk_tier_corrupt_body_is_refetched(origin_app, start_node, http,
     async with http.get(url_of(first) + SEGMENT) as r:
         good = await r.read()
     await first.app[NODE].tasks.join()  # the fill commits after its last byte
-    await first.app[NODE].disk.flush()
+    await first.app[NODE].store.disk.flush()
     await first.close()
     (body_file,) = disk.rglob("*.body")
     data = bytearray(body_file.read_bytes())
@@ -71,7 +71,7 @@ async def test_disk_tier_corrupt_body_is_refetched(origin_app, start_node, http,
         assert r.status == 200 and await r.read() == good
         assert "fwd=uri-miss" in r.headers["Cache-Status"]
     assert origin_requests(app) == 2
-    assert second.app[NODE].disk.corrupt_dropped == 1
+    assert second.app[NODE].store.disk.corrupt_dropped == 1
 
 
 async def test_disk_tier_unwritable_directory_degrades_to_pass_through(
@@ -86,8 +86,8 @@ async def test_disk_tier_unwritable_directory_degrades_to_pass_through(
         async with http.get(url_of(node) + SEGMENT) as r:
             assert r.status == 200 and len(await r.read()) > 0
     await node.app[NODE].tasks.join()
-    await node.app[NODE].disk.flush()
-    assert node.app[NODE].disk.write_errors >= 1
+    await node.app[NODE].store.disk.flush()
+    assert node.app[NODE].store.disk.write_errors >= 1
 
 
 async def test_disk_tier_tiny_budget_requests_succeed(origin_app, start_node, http, tmp_path):
@@ -98,8 +98,8 @@ async def test_disk_tier_tiny_budget_requests_succeed(origin_app, start_node, ht
         async with http.get(url_of(node) + path) as r:
             assert r.status == 200
     await node.app[NODE].tasks.join()
-    await node.app[NODE].disk.flush()
-    assert len(node.app[NODE].disk) == 0
+    await node.app[NODE].store.disk.flush()
+    assert len(node.app[NODE].store.disk) == 0
 
 
 @pytest.mark.slow
@@ -156,7 +156,7 @@ async def test_disk_tier_in_stats_and_metrics(
     async with http.get(url_of(node) + SEGMENT) as r:
         await r.read()
     await node.app[NODE].tasks.join()
-    await node.app[NODE].disk.flush()
+    await node.app[NODE].store.disk.flush()
     async with http.get(admin + "/stats") as r:
         disk = (await r.json())["disk"]
     assert disk["objects"] == 1 and disk["write_errors"] == 0 and disk["bytes"] > 1000

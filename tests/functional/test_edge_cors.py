@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edge.app import make_app as make_edge_app
-from tests.functional.conftest import node_settings, url_of
+from tests.helpers import node_settings, url_of
 
 
 async def test_edge_cors_headers_and_range_preflight(aiohttp_server, origin_server, http):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.flashcrowd import media_clock, media_path, peak_rate, segment_count
+from loadtest.dashclient import media_clock, media_path, segment_count
+from loadtest.flashcrowd import peak_rate
 from shared.dash import parse_mpd
 
 

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from shared.engine.node import NODE
-from tests.functional.conftest import url_of
+from tests.helpers import url_of
 
 BIG = os.urandom(3 * 2**20)
 

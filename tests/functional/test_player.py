@@ -11,7 +11,7 @@ import pytest
 from edge.app import make_app as make_edge_app
 from edge.player import LOCAL_DASHJS
 from regional.app import make_app as make_regional_app
-from tests.functional.conftest import node_settings, url_of
+from tests.helpers import node_settings, url_of
 
 DASHJS = "http://127.0.0.1:9/vendor/dash.all.min.js"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.engine.node import NODE
 from shared.engine.outcome import Outcome
-from tests.functional.conftest import url_of
+from tests.helpers import url_of
 
 
 async def test_prefetch_turns_next_segments_into_hits(origin_server, start_node, http):

@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 
 from shared.engine.node import NODE
-from shared.http.cachepolicy import format_http_date
-from tests.functional.conftest import Clock, url_of
+from shared.http.dates import format_http_date
+from tests.helpers import Arrivals, Clock, until, url_of
 
 BODY = b"segment-bytes-" * 100
 
@@ -381,23 +381,28 @@ async def test_proxy_cold_vary_joiner_with_other_value_gets_own_variant(
     upstream_app, start_node, http
 ):
     """Concurrent cold requests with different Vary values never share a response."""
+    release = asyncio.Event()  # the first answer waits until all four requests joined
 
     async def handler(request: web.Request) -> web.Response:
-        await asyncio.sleep(0.05)  # both requests arrive before the head
         enc = request.headers.get("Accept-Encoding", "none")
+        await release.wait()
         return web.Response(
             body=f"body for {enc}".encode(),
             headers={"Cache-Control": "max-age=60", "Vary": "Accept-Encoding"},
         )
 
     server = await upstream_app({"/v": handler})
-    edge = url_of(await start_node("edge-1", url_of(server)))
+    edge_in = Arrivals()
+    edge = url_of(await start_node("edge-1", url_of(server), middlewares=[edge_in.middleware]))
 
     async def fetch(enc: str) -> bytes:
         async with http.get(edge + "/v", headers={"Accept-Encoding": enc}) as r:
             return await r.read()
 
-    bodies = await asyncio.gather(*[fetch(e) for e in ("gzip", "br", "gzip", "br")])
+    cold = asyncio.gather(*[fetch(e) for e in ("gzip", "br", "gzip", "br")])
+    await until(edge_in.arrived.reached(4), cold)  # all four on the one cold fill
+    release.set()
+    bodies = await cold
     assert bodies == [b"body for gzip", b"body for br", b"body for gzip", b"body for br"]
 
 

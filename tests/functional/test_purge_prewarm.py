@@ -9,7 +9,7 @@ import pytest
 from origin.app import METRICS_KEY
 from shared.engine.prewarm import prewarm as run_prewarm
 from shared.service.admin import make_admin_app
-from tests.functional.conftest import Chain, url_of
+from tests.helpers import Chain, url_of
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -3,40 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import time
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 from origin.app import METRICS_KEY
 from origin.app import make_app as make_origin_app
 from shared.engine.node import NODE
 from shared.engine.outcome import Outcome
-from tests.functional.conftest import Clock, url_of
 from tests.functional.rawserver import RawServer, head
+from tests.helpers import Arrivals, Clock, Gate, Tally, until, url_of
 
 SEGMENT = "/sample/chunk-0-00002.m4s"
-
-
-@pytest.fixture
-async def slow_origin(aiohttp_server, origin_settings):
-    """The real origin, 200 ms before headers and 1 MiB/s per response."""
-    settings = dataclasses.replace(origin_settings, fault_delay=0.2, fault_rate=2**20)
-    app = make_origin_app(settings)
-    return app, await aiohttp_server(app)
 
 
 def origin_requests(origin_app: web.Application) -> int:
     return int(origin_app[METRICS_KEY].stats()["requests"])
 
 
-async def test_storm_500_cold_requests_reach_origin_once(slow_origin, start_node, sample_library):
+async def test_storm_500_cold_requests_reach_origin_once(
+    aiohttp_server, origin_settings, start_node, sample_library
+):
     """500 concurrent cold requests: one upstream request per tier, all bodies identical."""
-    origin_app, origin = slow_origin
-    regional = await start_node("regional-1", url_of(origin))
-    edge = await start_node("edge-1", url_of(regional))
+    gate, edge_in = Gate(), Arrivals()
+    origin_app = make_origin_app(origin_settings)
+    origin_app.middlewares.append(gate.middleware)  # the origin answers once all 500 wait
+    origin = await aiohttp_server(origin_app)
+    regional = await start_node("regional-1", url_of(origin), read_timeout=60.0)
+    edge = await start_node(
+        "edge-1", url_of(regional), read_timeout=60.0, middlewares=[edge_in.middleware]
+    )
     expected = (sample_library / SEGMENT.lstrip("/")).read_bytes()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
 
@@ -45,78 +44,117 @@ async def test_storm_500_cold_requests_reach_origin_once(slow_origin, start_node
                 assert r.status == 200
                 return await r.read()
 
-        bodies = await asyncio.gather(*[fetch() for _ in range(500)])
+        storm = asyncio.gather(*[fetch() for _ in range(500)])
+        await until(edge_in.arrived.reached(500), storm)  # every one joined the edge's fill
+        await until(gate.arrived.reached(1), storm)
+        gate.open()
+        bodies = await storm
     assert all(b == expected for b in bodies)
-    assert origin_requests(origin_app) == 1
+    assert origin_requests(origin_app) == 1 and gate.arrived.value == 1
     assert regional.app[NODE].counts == {Outcome.MISS: 1}
-    counts = edge.app[NODE].counts
-    assert counts[Outcome.MISS] == 1 and counts.total() == 500
+    assert edge.app[NODE].counts == {Outcome.MISS: 1, Outcome.COALESCED: 499}
 
 
-async def test_storm_leader_disconnect_does_not_cancel_fill(
-    slow_origin, start_node, sample_library, http
-):
+async def test_storm_leader_disconnect_does_not_cancel_fill(upstream_app, start_node, http):
     """The client that started a fill leaves mid-body; every other reader completes."""
-    origin_app, origin = slow_origin
-    edge = await start_node("edge-1", url_of(origin))
-    expected = (sample_library / SEGMENT.lstrip("/")).read_bytes()
+    body = bytes(range(256)) * 400  # 100 KiB
+    part = 16384
+    more, rest = asyncio.Event(), asyncio.Event()
+    calls: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        calls.append(request.path)
+        resp = web.StreamResponse(headers={"Cache-Control": "max-age=60"})
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        await resp.write(body[:part])
+        await more.wait()
+        await resp.write(body[part : 2 * part])
+        await rest.wait()
+        await resp.write(body[2 * part :])
+        await resp.write_eof()
+        return resp
+
+    server = await upstream_app({"/seg.m4s": handler})
+    edge_in = Arrivals()
+    edge = await start_node("edge-1", url_of(server), middlewares=[edge_in.middleware])
     host, port = url_of(edge).removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET {SEGMENT} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    writer.write(b"GET /seg.m4s HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
     await reader.readuntil(b"\r\n\r\n")  # the leader has its head...
+    assert await reader.readexactly(1000) == body[:1000]
 
     async def fetch() -> bytes:
-        async with http.get(url_of(edge) + SEGMENT) as r:
+        async with http.get(url_of(edge) + "/seg.m4s") as r:
             return await r.read()
 
-    others = [asyncio.get_running_loop().create_task(fetch()) for _ in range(10)]
-    await reader.readexactly(1000)
+    others = asyncio.gather(*[fetch() for _ in range(10)])
+    await until(edge_in.arrived.reached(11), others)  # ten readers joined the fill
     writer.transport.abort()  # ...and leaves mid-body
-    assert await asyncio.gather(*others) == [expected] * 10
-    assert origin_requests(origin_app) == 1
+    more.set()  # the edge writes to the gone leader, fails, and its handler ends
+    await until(edge_in.finished.reached(1), others)
+    assert calls == ["/seg.m4s"]
+    rest.set()
+    assert await others == [body] * 10
+    assert calls == ["/seg.m4s"]
     assert len(edge.app[NODE].store) == 1
 
 
-def reset_first_then_serve(body: bytes):
-    """A raw upstream that resets its first connection before the head, then serves."""
+def reset_twice_then_serve(body: bytes, joined: asyncio.Event):
+    """A raw upstream that resets its first two connections before the head, then serves.
+
+    The first waits for ``joined``; the second is the aiohttp client's own silent
+    retry of an idempotent request, so the fill itself fails only after both."""
+    calls = 0
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        first = script.calls == 0  # type: ignore[attr-defined]
-        script.calls += 1  # type: ignore[attr-defined]
-        await asyncio.sleep(0.1)  # every reader joins before the head
-        if first:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            if calls == 1:
+                await joined.wait()
             writer.transport.abort()
             return
         writer.write(head(len(body)) + body)
         await writer.drain()
 
-    script.calls = 0  # type: ignore[attr-defined]
     return script
 
 
 async def test_storm_fill_failing_before_head_retried_once_on_one_fill(start_node, http):
     """Readers of a fill that fails before its head move, together, to one new fill."""
     body = b"z" * 50000
-    async with RawServer(reset_first_then_serve(body)).running() as upstream:
-        edge = await start_node("edge-1", upstream.url)
+    joined = asyncio.Event()
+    async with RawServer(reset_twice_then_serve(body, joined)).running() as upstream:
+        edge_in = Arrivals()
+        edge = await start_node("edge-1", upstream.url, middlewares=[edge_in.middleware])
 
         async def fetch() -> tuple[int, bytes]:
             async with http.get(url_of(edge) + "/seg.m4s") as r:
                 return r.status, await r.read()
 
-        assert await asyncio.gather(*[fetch() for _ in range(30)]) == [(200, body)] * 30
-        assert upstream.requests == 2  # the failed fill and one retry, not 30
+        storm = asyncio.gather(*[fetch() for _ in range(30)])
+        await until(edge_in.arrived.reached(30), storm)  # every reader is on the first fill
+        joined.set()
+        assert await storm == [(200, body)] * 30
+        assert upstream.requests == 3  # the failed fill (sent twice) and one retry, not 30
+    retries = edge.app[NODE].metrics.registry.get_sample_value("tiercdn_fill_retries_total")
+    assert retries == 30  # every reader of the failed fill retried, all on the one new fill
 
 
 async def test_storm_uncacheable_answers_are_not_serialised(upstream_app, start_node, http):
     """Requests for an uncacheable URL go upstream side by side, not one after another."""
-    state = {"now": 0, "max": 0}
+    state = {"now": 0, "max": 0, "hold": False}
+    all_in = asyncio.Event()
 
     async def handler(request: web.Request) -> web.Response:
         state["now"] += 1
         state["max"] = max(state["max"], state["now"])
-        await asyncio.sleep(0.2)
+        if state["now"] == 10:
+            all_in.set()
+        if state["hold"]:  # answer only once all ten are upstream at the same time
+            await all_in.wait()
         state["now"] -= 1
         return web.Response(body=b"personal", headers={"Cache-Control": "private"})
 
@@ -124,9 +162,10 @@ async def test_storm_uncacheable_answers_are_not_serialised(upstream_app, start_
     edge = url_of(await start_node("edge-1", url_of(server)))
     async with http.get(edge + "/me") as r:  # teaches the edge that /me is uncacheable
         assert await r.read() == b"personal"
+    state["hold"] = True
 
     async def fetch() -> str:
-        async with http.get(edge + "/me") as r:
+        async with http.get(edge + "/me") as r:  # serialised: the first one times out (504)
             assert await r.read() == b"personal"
             return r.headers["Cache-Status"]
 
@@ -267,10 +306,12 @@ async def test_storm_stale_while_revalidate_serves_stale_and_refreshes_once(
 ):
     """Within stale-while-revalidate, stale copies are served at once and one refresh runs."""
     calls: list[str | None] = []
+    served = asyncio.Event()  # the refresh is answered once every stale copy is out
 
     async def handler(request: web.Request) -> web.Response:
         calls.append(request.headers.get("If-None-Match"))
-        await asyncio.sleep(0.05)
+        if len(calls) > 1:
+            await served.wait()
         return web.Response(
             body=f"v{len(calls)}".encode(),
             headers={"Cache-Control": "max-age=10, stale-while-revalidate=60", "ETag": '"e"'},
@@ -290,6 +331,7 @@ async def test_storm_stale_while_revalidate_serves_stale_and_refreshes_once(
 
     results = await asyncio.gather(*[fetch() for _ in range(10)])
     assert all(body == b"v1" and "detail=stale-while-revalidate" in cs for body, cs in results)
+    served.set()
     node = edge.app[NODE]
     async with asyncio.timeout(5):
         await node.tasks.join()  # the one background refresh
@@ -304,13 +346,15 @@ async def test_storm_high_bitrate_misses_shed_before_low_and_init(
     """Learned from the MPD: the top rendition is shed first; base rendition and init go on."""
     mpd = (sample_library / "sample" / "manifest.mpd").read_bytes()
     release = asyncio.Event()
-    arrived: list[str] = []
+    upstream_in = Tally()
+    arrived: dict[str, asyncio.Event] = collections.defaultdict(asyncio.Event)
 
     async def handler(request: web.Request) -> web.Response:
         if request.path.endswith(".mpd"):
             return web.Response(body=mpd, content_type="application/dash+xml",
                                 headers={"Cache-Control": "max-age=60"})  # fmt: skip
-        arrived.append(request.path)
+        upstream_in.add()
+        arrived[request.path].set()
         await release.wait()
         return web.Response(body=b"s", headers={"Cache-Control": "max-age=60"})
 
@@ -321,16 +365,16 @@ async def test_storm_high_bitrate_misses_shed_before_low_and_init(
         assert r.status == 200
     loop = asyncio.get_running_loop()
     held = [loop.create_task(http.get(edge + f"/sample/chunk-0-0000{n}.m4s")) for n in (1, 2)]
-    async with asyncio.timeout(5):
-        while len(arrived) < 2:  # noqa: ASYNC110 - the upstream counts arrivals
-            await asyncio.sleep(0.005)
-    statuses = {}
+    await until(upstream_in.reached(2), *held)  # two fills in flight: half the cap
+    statuses: dict[str, int | str] = {}
     for path in ("chunk-1-00001.m4s", "chunk-0-00003.m4s", "init-1.mp4"):
         task = loop.create_task(http.get(edge + "/sample/" + path))
-        await asyncio.sleep(0.05)
-        if task.done():
+        upstream = loop.create_task(arrived["/sample/" + path].wait())
+        await asyncio.wait([task, upstream], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():  # answered without going upstream
+            upstream.cancel()
             statuses[path] = (await task).status
-        else:
+        else:  # its fill is upstream, held there
             held.append(task)
             statuses[path] = "in flight"
     assert statuses == {

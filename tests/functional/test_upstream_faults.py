@@ -8,8 +8,8 @@ import aiohttp
 import pytest
 
 from shared.engine.node import NODE
-from tests.functional.conftest import url_of
 from tests.functional.rawserver import RawServer, head
+from tests.helpers import url_of
 
 BODY = bytes(range(256)) * 400  # 100 KiB
 

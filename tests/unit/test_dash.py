@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import shared.dash
 from shared.dash import (
     ContentKind,
     SegmentIndex,
@@ -14,7 +15,11 @@ from shared.dash import (
     Timeline,
     is_manifest,
     parse_mpd,
+    presentation,
+    template,
 )
+from shared.dash import index as index_module
+from shared.dash import mpd as mpd_module
 
 INIT, MEDIA = SegmentKind.INIT, SegmentKind.MEDIA
 
@@ -530,6 +535,19 @@ def test_index_relearn_replaces():
 def test_is_manifest(path, expected):
     """A manifest is a path ending in .mpd, query ignored."""
     assert is_manifest(path) is expected
+
+
+@pytest.mark.parametrize("module", [presentation, template, mpd_module, index_module])
+def test_module_exports_resolve(module):
+    """Every name in a module's __all__ exists, and the package re-exports the same object."""
+    for name in module.__all__:
+        assert getattr(shared.dash, name) is getattr(module, name)
+
+
+def test_package_exports_are_the_modules_exports():
+    """The package's __all__ is exactly the union of its modules' __all__."""
+    modules = (presentation, template, mpd_module, index_module)
+    assert sorted(shared.dash.__all__) == sorted(n for m in modules for n in m.__all__)
 
 
 # --- the packager's own MPD ----------------------------------------------------------

@@ -76,16 +76,42 @@ async def test_fill_readers_get_bytes_as_they_arrive():
     ],
 )
 async def test_fill_read_range_across_chunks(start, end, expected):
-    """A range read spans chunk boundaries and stops at its end."""
+    """A range read spans chunk boundaries, is woken as bytes arrive, stops at its end."""
     fill = Fill("k")
     fill.start(head())
-    task = asyncio.get_running_loop().create_task(collect(fill, start, end))
+    reader = fill.read(start, end)
+    loop = asyncio.get_running_loop()
+
+    async def next_chunk(waiting: asyncio.Event) -> bytes:
+        waiting.set()  # nothing suspends between here and the reader's wait for bytes
+        return await anext(reader)
+
+    received, pending = b"", None
     for chunk in (b"abc", b"defg", b"hij"):
-        await asyncio.sleep(0)
+        if pending is None and len(received) < len(expected):
+            waiting = asyncio.Event()
+            pending = loop.create_task(next_chunk(waiting))
+            await waiting.wait()  # the reader waits for bytes not appended yet
         fill.append(chunk)
+        arrived = expected[: max(0, min(fill.size, end or fill.size) - start)]
+        while pending is not None and len(received) < len(arrived):
+            received += await asyncio.wait_for(pending, 1)
+            pending = None
+            if len(received) < len(arrived):  # more is there already: no wait
+                pending = loop.create_task(next_chunk(asyncio.Event()))
+        assert received == arrived  # before the fill completes
+    assert pending is None
     fill.finish()
-    assert await task == expected
+    assert [chunk async for chunk in reader] == []  # the range has ended
+    assert received == expected
     assert await collect(fill, start, end) == expected  # late reader, complete fill
+
+
+async def read_into(fill: Fill, received: list[bytes], got: asyncio.Event) -> None:
+    """Read ``fill`` whole, recording each chunk and setting ``got`` at the first."""
+    async for chunk in fill.read():
+        received.append(chunk)
+        got.set()
 
 
 async def test_fill_error_reaches_every_reader_after_buffered_bytes():
@@ -93,12 +119,17 @@ async def test_fill_error_reaches_every_reader_after_buffered_bytes():
     fill = Fill("k")
     fill.start(head())
     fill.append(b"partial")
-    readers = [asyncio.get_running_loop().create_task(collect(fill)) for _ in range(5)]
-    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    received: list[list[bytes]] = [[] for _ in range(5)]
+    got = [asyncio.Event() for _ in range(5)]
+    readers = [loop.create_task(read_into(fill, r, g)) for r, g in zip(received, got, strict=True)]
+    for event in got:
+        await event.wait()  # each reader has the buffered bytes and waits for more
     fill.fail(TruncatedBody("reset"))
     for task in readers:
         with pytest.raises(TruncatedBody):
             await task
+    assert received == [[b"partial"]] * 5
     with pytest.raises(TruncatedBody):
         await collect(fill)
 
@@ -106,11 +137,18 @@ async def test_fill_error_reaches_every_reader_after_buffered_bytes():
 async def test_fill_wait_head_raises_error_before_head():
     """A fill failing before its head fails every waiter."""
     fill = Fill("k")
-    waiter = asyncio.get_running_loop().create_task(fill.wait_head())
-    await asyncio.sleep(0)
+    waiting = asyncio.Event()
+
+    async def waiter() -> FillHead:
+        waiting.set()  # nothing suspends between here and the wait inside wait_head
+        return await fill.wait_head()
+
+    task = asyncio.get_running_loop().create_task(waiter())
+    await waiting.wait()
+    assert not task.done()
     fill.fail(TruncatedBody("refused"))
     with pytest.raises(TruncatedBody):
-        await waiter
+        await task
 
 
 async def test_fill_slow_reader_does_not_hold_back_retained_fill():
@@ -138,12 +176,27 @@ async def test_fill_streaming_mode_bounds_buffer_and_drops_consumed():
     for _ in range(3):
         fill.append(b"b" * 600)
     assert fill.backlog() == 1800
-    drained = asyncio.get_running_loop().create_task(fill.drained())
-    await asyncio.sleep(0.01)
-    assert not drained.done()  # the writer waits for the slow reader
-    assert await reader.__anext__() == b"b" * 600
-    assert await reader.__anext__() == b"b" * 600
-    await asyncio.wait_for(drained, 1)
+    waiting = asyncio.Event()
+    resumed_at: list[int] = []
+
+    async def writer() -> None:
+        waiting.set()  # nothing suspends between here and the wait inside drained()
+        await fill.drained()
+        resumed_at.append(fill.backlog())
+
+    async def read_one() -> bytes:
+        # In a task: a writer the read wakes runs before this task's end wakes the test.
+        return await reader.__anext__()
+
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(writer())
+    await waiting.wait()
+    assert not task.done()  # the writer waits for the slow reader
+    assert await loop.create_task(read_one()) == b"b" * 600
+    assert not task.done()  # 1200 bytes ahead of the reader: still more than the window
+    assert await loop.create_task(read_one()) == b"b" * 600
+    await asyncio.wait_for(task, 1)
+    assert resumed_at == [600]
     assert fill.backlog() == 600
     await reader.aclose()
     assert fill.readers == 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.settings import EdgeSettings
 from origin.settings import OriginSettings
 from shared.ops.cli import UpSettings
 from shared.service.settings import CacheSettings, env_name
@@ -14,7 +15,7 @@ from shared.service.settings import CacheSettings, env_name
 README = (Path(__file__).parents[2] / "README.md").read_text()
 
 
-@pytest.mark.parametrize("cls", [CacheSettings, OriginSettings, UpSettings])
+@pytest.mark.parametrize("cls", [CacheSettings, EdgeSettings, OriginSettings, UpSettings])
 def test_readme_lists_every_flag_and_env_var(cls):
     """Every settings field appears as a flag and as its TIERCDN_ variable."""
     missing = [

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from shared.store import CachedObject, DiskObject, DiskStore, MemoryStore, disk
+from shared.store import CachedObject, DiskStore, FileBody, MemoryStore, diskfiles
 
 
 def obj(
@@ -52,7 +52,7 @@ async def stored(tmp_path: Path, *objs: CachedObject, **kw) -> DiskStore:
 
 
 async def read(store: DiskStore, o: CachedObject) -> bytes | None:
-    assert isinstance(o, DiskObject)
+    assert isinstance(o.body, FileBody)
     return await store.read_body(o)
 
 
@@ -60,21 +60,10 @@ async def read(store: DiskStore, o: CachedObject) -> bytes | None:
 
 
 def test_diskobject_is_charged_its_file_length():
-    """A DiskObject's body is empty but it is charged like the object it stores."""
+    """An object whose body is a file is charged like the same object in memory."""
     o = obj("/a", 500)
-    d = DiskObject(
-        **{f: getattr(o, f) for f in ("key", "vary_names", "vary_key", "status", "headers")},
-        body=b"",
-        request_time=0.0,
-        response_time=0.0,
-        lifetime=1.0,
-        initial_age=0.0,
-        must_validate=False,
-        stem="/x",
-        length=500,
-        crc32=0,
-    )
-    assert d.size == o.size and d.body == b""
+    d = o.with_body(FileBody("/x", 500, 0))
+    assert d.size == o.size and d.length == 500 and isinstance(d.body, FileBody)
 
 
 def test_diskstore_rejects_unknown_policy_and_verify(tmp_path):
@@ -96,8 +85,8 @@ async def test_diskstore_put_is_indexed_only_once_durable(tmp_path):
     assert not store.peek("/title/chunk-1.m4s?x=1") and len(store) == 0
     await store.flush()
     [o] = store.lookup("/title/chunk-1.m4s?x=1")
-    assert isinstance(o, DiskObject) and o.body == b""
-    assert store.body_length(o) == 5000 and store.body_path(o).stat().st_size == 5000
+    assert isinstance(o.body, FileBody)
+    assert o.length == 5000 and store.body_path(o).stat().st_size == 5000
     assert await read(store, o) == bytes([7]) * 5000
     assert o.headers["X"] == "y" and o.age(21.0) == 13.0
     path = store.body_path(o).relative_to(tmp_path / "cache")
@@ -183,13 +172,13 @@ async def test_diskstore_remove_during_write_discards_it(tmp_path):
 
 
 async def test_diskstore_revalidated_object_reuses_its_body_file(tmp_path):
-    """``put(new, body_from=old)`` stores new headers over the same bytes (a hard link)
+    """``put(new, same_body_as=old)`` stores new headers over the same bytes (a hard link)
     and drops the old version's files."""
     store = await stored(tmp_path, obj("/a", 3000, fill=9, ETag='"1"'))
     [old] = store.lookup("/a")
-    assert isinstance(old, DiskObject)
+    assert isinstance(old.body, FileBody)
     fresh = obj("/a", 0, ETag='"1"', Date="Mon, 01 Jan 2024 00:00:00 GMT")
-    assert store.put(fresh, body_from=old)
+    assert store.put(fresh, same_body_as=old)
     await store.flush()
     [new] = store.lookup("/a")
     assert new is not old and new.headers["Date"].startswith("Mon")
@@ -255,8 +244,8 @@ async def test_diskstore_open_removes_leftovers_of_interrupted_writes(tmp_path):
     """Temp files and a body without metadata (crash before the metadata) are deleted."""
     store = await stored(tmp_path, obj("/a", 100))
     [o] = store.peek("/a")
-    assert isinstance(o, DiskObject)
-    d = Path(o.stem).parent
+    assert isinstance(o.body, FileBody)
+    d = Path(o.body.stem).parent
     for name in ("f00.1.body.tmp", "f00.1.meta.tmp", "f00.2.body"):
         (d / name).write_bytes(b"partial")
     again = await stored(tmp_path)
@@ -267,8 +256,9 @@ async def test_diskstore_open_removes_leftovers_of_interrupted_writes(tmp_path):
 # -- corruption ----------------------------------------------------------------------
 
 
-def _damage(o: DiskObject, how: str) -> None:
-    body, meta = Path(o.stem + ".body"), Path(o.stem + ".meta")
+def _damage(o: CachedObject, how: str) -> None:
+    assert isinstance(o.body, FileBody)
+    body, meta = Path(o.body.stem + ".body"), Path(o.body.stem + ".meta")
     if how == "truncated":
         body.write_bytes(body.read_bytes()[:-1])
     elif how == "flipped":
@@ -299,14 +289,14 @@ async def test_diskstore_corrupt_entry_is_dropped_never_served(tmp_path, how, ca
     """Across a restart, a damaged entry is dropped with its files and counted."""
     first = await stored(tmp_path, obj("/a", 4000), obj("/b", 10))
     [o] = first.peek("/a")
-    assert isinstance(o, DiskObject)
+    assert isinstance(o.body, FileBody)
     await first.close()
     _damage(o, how)
 
     second = await stored(tmp_path)
     if not caught_at_open:
         [o] = second.lookup("/a")
-        assert isinstance(o, DiskObject)
+        assert isinstance(o.body, FileBody)
         assert await second.open_body(o) is None
         await second.flush()
     assert second.corrupt_dropped == 1 and not second.peek("/a")
@@ -318,7 +308,7 @@ async def test_diskstore_damage_while_running_is_caught_on_use(tmp_path, how, ca
     """Damage after the write: length (every use) or checksum (first use) drops it."""
     store = await stored(tmp_path, obj("/a", 4000))
     [o] = store.lookup("/a")
-    assert isinstance(o, DiskObject)
+    assert isinstance(o.body, FileBody)
     _damage(o, how)
     with caplog.at_level(logging.WARNING, logger="shared.store.disk"):
         assert await store.open_body(o) is None
@@ -334,7 +324,7 @@ async def test_diskstore_checksum_is_verified_once_unless_always(tmp_path, verif
     store = await stored(tmp_path, obj("/a", 4000), verify=verify)
     [o] = store.lookup("/a")
     assert await read(store, o) == b"a" * 4000
-    assert isinstance(o, DiskObject)
+    assert isinstance(o.body, FileBody)
     _damage(o, "flipped")
     assert (await read(store, o) is None) is caught
     assert store.corrupt_dropped == caught
@@ -365,7 +355,7 @@ def test_diskstore_failed_write_leaves_no_files(tmp_path):
     stem = str(tmp_path / "ab" / "cd" / "abcd.1")
     Path(stem + ".meta.tmp").mkdir(parents=True)
     with pytest.raises(FileExistsError):
-        disk._write_files(stem, b"x" * 100, None, disk._meta(obj("/a", 100), 100, None))
+        diskfiles.write_files(stem, b"x" * 100, None, diskfiles.metadata(obj("/a", 100), 100, None))
     assert sorted(p.name for p in (tmp_path / "ab" / "cd").iterdir()) == ["abcd.1.meta.tmp"]
 
 

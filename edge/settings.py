@@ -1,0 +1,32 @@
+"""The edge's settings: the common cache settings plus the edge's own policies."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from shared.service.settings import CacheSettings, option
+
+__all__ = ["EdgeSettings"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeSettings(CacheSettings):
+    """An edge node: players talk to it (CORS, a player page, prefetch)."""
+
+    cors_origin: str = option("", "Access-Control-Allow-Origin for browser players ('' = off)")
+    player_dashjs_url: str = option(
+        "https://cdn.jsdelivr.net/npm/dashjs@5/dist/modern/umd/dash.all.min.js",
+        "dash.js for the edge's /player/ page: an http(s) URL, or a local file the edge"
+        " serves at /player/dash.all.min.js ('' = no player page)",
+    )
+    prefetch: int = option(0, "after segment n, fetch n+1..n+k in the background (0 = off)")
+    prefetch_concurrency: int = option(8, "prefetches in flight at once")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        url = self.player_dashjs_url
+        if url and not url.startswith(("http://", "https://")) and not os.path.isfile(url):
+            raise ValueError(f"--player-dashjs-url must be an http(s) URL or a file: {url!r}")
+        if self.prefetch < 0 or self.prefetch_concurrency < 1:
+            raise ValueError("--prefetch must be >= 0 and --prefetch-concurrency >= 1")

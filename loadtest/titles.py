@@ -1,0 +1,76 @@
+"""Sample titles for the load tests: made by the origin's packager, or of random bytes.
+
+``make_title`` runs ``python -m origin sample`` (``tiercdn-origin sample``:
+ffmpeg, a real DASH ladder) into one title folder, bounded by a timeout;
+``make_titles`` copies the first title to ``title-1`` .. so that the caches
+see distinct URLs, which is all a catalogue needs. ``find_titles`` lists the
+MPD of each title folder of a library, as the origin serves them.
+
+``random_title`` writes media segments of seeded random bytes and no MPD:
+enough for a test of single requests (hit path, miss storm), and the same
+bytes for the same seed, so every response can be checked against them.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["find_titles", "make_title", "make_titles", "random_title"]
+
+
+def make_title(out: Path, seconds: float, timeout: float) -> float:
+    """``python -m origin sample`` of ``seconds`` into the folder ``out``; the seconds it
+    took. ``RuntimeError`` with the packager's last words if it failed."""
+    began = time.perf_counter()
+    cmd = [sys.executable, "-m", "origin", "sample", "--out", str(out)]
+    cmd += ["--duration", str(seconds)]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"origin sample failed:\n{done.stderr[-2000:]}")
+    return time.perf_counter() - began
+
+
+def make_titles(library: Path, titles: int, seconds: float, timeout: float) -> float:
+    """``make_title`` into ``library/title-0``, copied to ``title-1`` .. up to ``titles``
+    titles. The seconds it took."""
+    began = time.perf_counter()
+    first = library / "title-0"
+    make_title(first, seconds, timeout)
+    for i in range(1, titles):
+        shutil.copytree(first, library / f"title-{i}")
+    return time.perf_counter() - began
+
+
+def random_title(root: Path, title: str, sizes: Mapping[str, int], seed: int) -> dict[str, bytes]:
+    """The folder ``root/title`` with a file of ``size`` random bytes per ``name: size`` of
+    ``sizes``, drawn in that order from ``seed``; returns ``/title/name`` -> its bytes."""
+    rng = random.Random(seed)
+    folder = root / title
+    folder.mkdir(parents=True)
+    bodies = {}
+    for name, size in sizes.items():
+        body = rng.randbytes(size)
+        (folder / name).write_bytes(body)
+        bodies[f"/{title}/{name}"] = body
+    return bodies
+
+
+def find_titles(library: Path) -> list[str]:
+    """``/<title>/<name>.mpd`` of every title folder in ``library``, sorted by name (the
+    first MPD of each; hidden folders skipped); none if there is no such folder."""
+    if not library.is_dir():
+        return []
+    found = []
+    for folder in sorted(p for p in library.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        mpds = sorted(folder.glob("*.mpd"))
+        if mpds:
+            found.append(f"/{folder.name}/{mpds[0].name}")
+    return found

@@ -1,0 +1,188 @@
+"""The segment index: segment templates learned from the MPDs a node serves, to classify paths.
+
+Pure: no I/O, no clock. A cache node hands every MPD it serves to
+``SegmentIndex.learn``; ``classify(path)`` then says whether a URL path is the
+init or a media segment of a known representation (with its bitrate rank), and
+``next_segments`` names the media segments after it (for prefetch).
+
+Invariants:
+
+- Bounded memory: at most ``max_presentations`` MPDs (LRU by MPD path; a
+  ``classify`` hit counts as a use). A SegmentTimeline is kept as its runs
+  (``S`` elements), never expanded, so ``r="1000000000"`` costs nothing.
+- ``learn`` never raises: malformed XML or a document that is not an MPD gives
+  ``None``; a representation whose template is invalid is skipped.
+- Paths are compared as given (no percent-decoding); query strings and fragments
+  are ignored, and paths produced by ``next_segments`` carry none.
+- Classification is by template only (a number past the end of a static
+  presentation still classifies; ``next_segments`` stops at the end). Candidates
+  are indexed by the directory that precedes a template's first variable, so one
+  lookup costs a dict probe per ancestor directory plus a regex per candidate.
+  The first matching template wins, deepest directory first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from collections import OrderedDict
+from typing import NamedTuple
+
+from shared.dash.mpd import _strip, parse_mpd
+from shared.dash.presentation import Presentation, Representation, Stream
+from shared.dash.template import _compile, _expand
+
+__all__ = [
+    "SegmentIndex",
+    "SegmentInfo",
+    "SegmentKind",
+    "is_manifest",
+]
+
+
+class SegmentKind(enum.Enum):
+    INIT = "init"
+    MEDIA = "media"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    kind: SegmentKind
+    representation: Representation
+    mpd_path: str
+    number: int | None = None  # from the path, if the template has $Number$
+    time: int | None = None  # from the path, if the template has $Time$
+
+
+def is_manifest(path: str) -> bool:
+    return _strip(path).lower().endswith(".mpd")
+
+
+class _Matcher(NamedTuple):
+    prefix: str  # literal text before the first variable
+    pattern: re.Pattern[str]
+    template: str
+    kind: SegmentKind
+    stream: Stream
+
+
+class _Entry(NamedTuple):
+    presentation: Presentation
+    matchers: dict[str, tuple[_Matcher, ...]]  # by directory of the prefix
+
+
+class SegmentIndex:
+    """Presentations learned from MPDs (bounded LRU), and path classification."""
+
+    def __init__(self, max_presentations: int = 1024) -> None:
+        if max_presentations < 1:
+            raise ValueError(f"max_presentations must be >= 1, got {max_presentations}")
+        self.max_presentations = max_presentations
+        # guarded by: single event loop (every method is synchronous)
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._by_dir: dict[str, dict[str, None]] = {}  # directory -> MPD paths (ordered set)
+
+    def __repr__(self) -> str:
+        return (
+            f"SegmentIndex(presentations={len(self._entries)}/{self.max_presentations},"
+            f" dirs={len(self._by_dir)})"
+        )
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, mpd_path: object) -> bool:
+        return mpd_path in self._entries
+
+    def learn(self, mpd_path: str, xml: bytes) -> Presentation | None:
+        """Parse and remember (replacing any earlier version); ``None`` if not an MPD."""
+        try:
+            presentation = parse_mpd(xml, mpd_path)
+        except ValueError:
+            return None
+        key = presentation.mpd_path
+        self._forget(key)
+        matchers = _matchers(presentation)
+        if matchers:
+            self._entries[key] = _Entry(presentation, matchers)
+            for directory in matchers:
+                self._by_dir.setdefault(directory, {})[key] = None
+            while len(self._entries) > self.max_presentations:
+                self._forget(next(iter(self._entries)))
+        return presentation
+
+    def classify(self, path: str) -> SegmentInfo | None:
+        found = self._match(path)
+        return None if found is None else found[0]
+
+    def next_segments(self, path: str, k: int) -> list[str]:
+        """Paths of the ``k`` media segments after ``path`` in its representation."""
+        found = self._match(path)
+        if found is None or found[0].kind is not SegmentKind.MEDIA or k <= 0:
+            return []
+        info, matcher = found
+        stream = matcher.stream
+        timeline = stream.timeline
+        if info.number is not None:
+            index: int | None = info.number - stream.start_number
+        else:
+            index = None if info.time is None else timeline.index_of(info.time)
+        if index is None or index < 0:
+            return []
+        paths = []
+        for i in range(index + 1, index + 1 + k):
+            time = timeline.time_at(i)
+            if (timeline.length is not None and i >= timeline.length) or (
+                time is None and info.time is not None
+            ):
+                break
+            paths.append(_expand(matcher.template, stream.start_number + i, time))
+        return paths
+
+    def _match(self, path: str) -> tuple[SegmentInfo, _Matcher] | None:
+        path = _strip(path)
+        end = len(path)
+        while (end := path.rfind("/", 0, end)) >= 0:
+            directory = path[: end + 1]
+            for key in self._by_dir.get(directory, ()):
+                for m in self._entries[key].matchers[directory]:
+                    found = m.pattern.fullmatch(path) if path.startswith(m.prefix) else None
+                    if found is None:
+                        continue
+                    number, time = _group(found, "Number"), _group(found, "Time")
+                    if _expand(m.template, number, time) != path:
+                        continue  # not the canonical form, e.g. a missing zero pad
+                    self._entries.move_to_end(key)
+                    rep = m.stream.representation
+                    return SegmentInfo(m.kind, rep, key, number, time), m
+        return None
+
+    def _forget(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        for directory in () if entry is None else entry.matchers:
+            keys = self._by_dir[directory]
+            del keys[key]
+            if not keys:
+                del self._by_dir[directory]
+
+
+def _group(match: re.Match[str], name: str) -> int | None:
+    text = match.groupdict().get(name)
+    return None if text is None else int(text)
+
+
+def _matchers(presentation: Presentation) -> dict[str, tuple[_Matcher, ...]]:
+    by_dir: dict[str, list[_Matcher]] = {}
+    for stream in presentation.streams:
+        for kind, template in (
+            (SegmentKind.INIT, stream.initialization),
+            (SegmentKind.MEDIA, stream.media),
+        ):
+            if template:
+                prefix, pattern = _compile(template)
+                directory = prefix[: prefix.rfind("/") + 1]
+                by_dir.setdefault(directory, []).append(
+                    _Matcher(prefix, pattern, template, kind, stream)
+                )
+    return {d: tuple(ms) for d, ms in by_dir.items()}

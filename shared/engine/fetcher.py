@@ -1,0 +1,326 @@
+"""Fetch: the node's in-flight fills and the task that runs each one.
+
+``Fetcher.fetch(key, ...)`` is the one verb: it joins the fill in flight for
+``key`` or leads a new one **and starts it**; nothing else starts fetches, so
+no caller can forget to. A fill task fetches the whole object from upstream
+(through the origin budget, conditionally when it revalidates a stored copy),
+streams it into the ``Fill`` as it arrives, and stores it when it is complete,
+storable and still retained.
+
+Invariants: one fill per ``FillKey`` at a time (single flight); a fill belongs
+to the node (its task lives in the node's task group), not to a request; a
+fill's error reaches every reader and nothing partial is stored; an answer
+that cannot be stored leaves a pass mark so later requests skip the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from cachetools import LRUCache, TTLCache
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from shared.dash import SegmentIndex, is_manifest
+from shared.engine.budget import OriginBudget
+from shared.engine.decide import FillKey
+from shared.engine.errors import (
+    OriginBudgetExhausted,
+    TruncatedBody,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from shared.engine.fills import Fill, FillHead, FillTable
+from shared.engine.tasks import TaskGroup
+from shared.engine.upstream import UpstreamPool, UpstreamResponse
+from shared.http import (
+    Storable,
+    current_age,
+    end_to_end,
+    format_http_date,
+    freshen,
+    freshness_lifetime,
+    parse_cache_control,
+    storable,
+    vary_key,
+    vary_names,
+)
+from shared.service.metrics import Metrics
+from shared.store import CachedObject, Store
+
+__all__ = ["Fetcher", "upstream_headers"]
+
+log = logging.getLogger(__name__)
+
+# Request fields a fill never forwards: it fetches whole objects unconditionally
+# and answers each reader's conditionals and ranges itself.
+_READER_ONLY = (
+    *("If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"),
+    *("If-Range", "Range", "Host", "Content-Length", "Expect"),
+)
+# Verdicts that depend on the response alone: later requests for the URL pass.
+# (Not STATUS: an origin answering 5xx under load must stay behind single flight.)
+_PASS_REASONS = frozenset(
+    v.value
+    for v in (Storable.NO_STORE, Storable.PRIVATE, Storable.VARY_STAR)
+    + (Storable.NO_FRESHNESS, Storable.NOT_FRESH)
+) | {"too-large"}
+
+
+def upstream_headers(
+    req_h: CIMultiDictProxy[str], via: str, *, conditional: bool
+) -> CIMultiDict[str]:
+    """The fields forwarded upstream: end-to-end, without the reader's own
+    conditionals and Range when the fill is shared (``conditional``), plus Via."""
+    headers = end_to_end(req_h)
+    for name in _READER_ONLY if conditional else ("Host", "Content-Length"):
+        headers.popall(name, None)
+    headers.add("Via", via)
+    return headers
+
+
+class Fetcher:
+    """The node's fills: join or lead-and-start, run, store."""
+
+    def __init__(
+        self,
+        *,
+        via: str,
+        store: Store,
+        upstream: UpstreamPool,
+        budget: OriginBudget,
+        metrics: Metrics,
+        segments: SegmentIndex,
+        tasks: TaskGroup,
+        clock: Callable[[], float],
+        max_object_bytes: int,
+        heuristic_max_age: float,
+        pass_ttl: float,
+    ) -> None:
+        self.via = via
+        self.store = store
+        self.upstream = upstream
+        self.budget = budget
+        self.metrics = metrics
+        self.segments = segments  # templates learned from MPDs passing through
+        self.tasks = tasks
+        self.clock = clock
+        self.max_object_bytes = max_object_bytes
+        self.heuristic_max_age = heuristic_max_age
+        self.fills = FillTable()
+        # guarded by: single event loop (every field below)
+        # URLs whose last answer could not be stored: they skip the fill queue.
+        self.pass_marks: TTLCache[str, bool] = TTLCache(65536, ttl=pass_ttl, timer=clock)
+        # Vary field names last seen per URL, so a joiner picks its variant's fill.
+        self.vary_index: LRUCache[str, tuple[str, ...]] = LRUCache(maxsize=65536)
+        self.in_flight = 0  # fill tasks running
+
+    def fetch(
+        self,
+        key: FillKey,
+        req_h: CIMultiDictProxy[str],
+        *,
+        stale: CachedObject | None = None,
+        conditional: tuple[tuple[str, str], ...] = (),
+        private: bool = False,
+    ) -> tuple[Fill, bool]:
+        """The fill for ``key`` and True if this call leads it (and started it).
+
+        ``private``: a fill nobody joins (Authorization, no-store, pass). ``stale``
+        with ``conditional``: a stored copy a 304 may confirm."""
+        if private:
+            fill, leader = self.fills.private(key), True
+        else:
+            fill, leader = self.fills.join_or_lead(key)
+        if leader:
+            snapshot = CIMultiDictProxy(CIMultiDict(req_h))
+            run = self._run(fill, key, snapshot, stale, conditional)
+            self.tasks.spawn(run, name=f"fill {key!r}")
+        return fill, leader
+
+    def joinable(self, key: FillKey) -> bool:
+        return key in self.fills
+
+    def key_for(self, url: str, req_h: CIMultiDictProxy[str]) -> FillKey:
+        """The fill key a request with ``req_h`` uses for ``url`` when nothing is
+        stored: the Vary names last seen for the URL pick the variant."""
+        names = self.vary_index.get(url, ())
+        return FillKey(url, vary_key(names, req_h) if names else ())
+
+    def abandon(self, matches: Callable[[str], bool]) -> None:
+        """Fills of matching URLs still run, but store nothing (a purge)."""
+        for key in self.fills.in_flight():
+            assert isinstance(key, FillKey)
+            fill = self.fills.get(key)
+            if matches(key.url) and fill is not None:
+                fill.stop_retaining()
+                self.fills.release(fill)
+        for url in [u for u in self.vary_index if matches(u)]:
+            del self.vary_index[url]
+
+    # -- the fill task ---------------------------------------------------------------
+
+    async def _run(
+        self,
+        fill: Fill,
+        key: FillKey,
+        req_h: CIMultiDictProxy[str],
+        stale: CachedObject | None,
+        conditional: tuple[tuple[str, str], ...],
+    ) -> None:
+        """Fetch ``key`` from upstream into ``fill``; store it if whole and storable."""
+        headers = upstream_headers(req_h, self.via, conditional=True)
+        for name, value in conditional if stale is not None else ():
+            headers[name] = value
+        url = key.url
+        self.in_flight += 1
+        try:
+            async with self.budget.slot() as waited:
+                if self.budget.limited:
+                    self.metrics.origin_wait_seconds.observe(waited)
+                request_time = self.clock()
+                async with self.upstream.request("GET", url, headers, key=_route(key)) as up:
+                    response_time = self.clock()
+                    if up.status == 304 and stale is not None:
+                        await self._revalidated(
+                            fill, stale, up.headers, req_h, request_time, response_time
+                        )
+                        return
+                    resp_h = end_to_end(up.headers)
+                    if "Date" not in resp_h:  # RFC 9110 §6.6.1: a cache adds one
+                        resp_h["Date"] = format_http_date(response_time)
+                    await self._stream(fill, url, up, CIMultiDictProxy(resp_h), req_h, stale)
+                    if fill.retaining and fill.error is None:
+                        self._commit(fill, url, req_h, request_time, response_time)
+        except OriginBudgetExhausted as exc:
+            self.metrics.origin_rejected.inc()
+            fill.fail(exc)
+        except UpstreamError as exc:
+            log.warning("fill %r failed: %s", key, exc)
+            fill.fail(exc)
+        except Exception as exc:  # a bug must not leave readers waiting forever
+            fill.fail(UpstreamBadResponse(f"internal error: {exc!r}"))
+            raise  # logged with its traceback by shared.engine.tasks
+        finally:
+            self.in_flight -= 1
+            fill.fail(UpstreamUnavailable("fill abandoned"))  # no-op once finished
+            self.fills.release(fill)
+
+    async def _stream(
+        self,
+        fill: Fill,
+        url: str,
+        up: UpstreamResponse,
+        resp_h: CIMultiDictProxy[str],
+        req_h: CIMultiDictProxy[str],
+        stale: CachedObject | None,
+    ) -> None:
+        verdict = storable(
+            "GET", up.status, req_h, resp_h, heuristic_max_age=self.heuristic_max_age
+        )
+        names = vary_names(resp_h)
+        if names:
+            self.vary_index[url] = names
+        limit = self.max_object_bytes
+        too_big = up.content_length is not None and up.content_length > limit
+        retain = verdict is Storable.YES and not too_big
+        if not retain:
+            self._uncached(fill, url, "too-large" if verdict is Storable.YES else verdict.value)
+            if stale is not None:
+                self.store.remove(url, stale.vary_key)
+        fill.start(FillHead(up.status, resp_h, up.content_length, retain, req_h))
+        async for chunk in up.chunks():
+            fill.append(chunk)
+            if fill.retaining and fill.size > limit:
+                self._uncached(fill, url, "too-large")
+                fill.stop_retaining()
+            if not fill.retaining:
+                if fill.joined and not fill.readers:
+                    fill.fail(UpstreamUnavailable("every reader left an uncached fill"))
+                    return
+                await fill.drained()
+        if up.content_length is not None and fill.size != up.content_length:
+            raise TruncatedBody(f"body ended at {fill.size} of {up.content_length} bytes")
+        fill.finish()
+
+    def _uncached(self, fill: Fill, url: str, reason: str) -> None:
+        """This fill will not be stored: later requests must not queue behind it."""
+        self.metrics.fills_uncached.labels(reason).inc()
+        if fill.shared and reason in _PASS_REASONS:
+            self.pass_marks[url] = True
+        self.fills.release(fill)
+
+    async def _revalidated(
+        self,
+        fill: Fill,
+        stale: CachedObject,
+        not_modified: CIMultiDictProxy[str],
+        req_h: CIMultiDictProxy[str],
+        request_time: float,
+        response_time: float,
+    ) -> None:
+        """A 304 confirmed ``stale``: store it with freshened headers and serve it."""
+        headers = CIMultiDictProxy(freshen(stale.headers, not_modified))
+        body = await self.store.read_body(stale)
+        if body is None:
+            raise TruncatedBody("the stored copy's body file went bad")
+        obj = self._object(
+            stale.key, stale.status, headers, body, req_h, request_time, response_time
+        )
+        self.store.put(obj, same_body_as=stale)
+        fill.start(FillHead(obj.status, headers, len(body), True, req_h, revalidated=True))
+        fill.append(body)
+        fill.finish()
+
+    def _commit(
+        self,
+        fill: Fill,
+        url: str,
+        req_h: CIMultiDictProxy[str],
+        request_time: float,
+        response_time: float,
+    ) -> None:
+        assert fill.head is not None
+        head, body = fill.head, fill.body()
+        obj = self._object(url, head.status, head.headers, body, req_h, request_time, response_time)
+        self.pass_marks.pop(url, None)
+        if not self.store.put(obj):
+            self.metrics.fills_uncached.labels("too-large").inc()
+        if is_manifest(url) or head.headers.get("Content-Type", "").startswith(
+            "application/dash+xml"
+        ):
+            self.segments.learn(url.split("?", 1)[0], body)
+
+    def _object(
+        self,
+        url: str,
+        status: int,
+        headers: CIMultiDictProxy[str],
+        body: bytes,
+        req_h: CIMultiDictProxy[str],
+        request_time: float,
+        response_time: float,
+    ) -> CachedObject:
+        names = vary_names(headers) or ()
+        return CachedObject(
+            key=url,
+            vary_names=names,
+            vary_key=vary_key(names, req_h) if names else (),
+            status=status,
+            headers=headers,
+            body=body,
+            request_time=request_time,
+            response_time=response_time,
+            lifetime=freshness_lifetime(status, headers, heuristic_max_age=self.heuristic_max_age),
+            initial_age=current_age(headers, request_time, response_time, response_time),
+            must_validate="no-cache" in parse_cache_control(headers),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Fetcher {self.fills!r} running={self.in_flight} {self.budget!r}>"
+
+
+def _route(key: FillKey) -> str:
+    """The string parents are chosen by (rendezvous hashing): URL and Vary values."""
+    return key.url if not key.vary else key.url + "\n" + "\0".join(key.vary)

@@ -1,0 +1,232 @@
+"""What tests import: node settings, URLs, an injected clock, the chain of tiers, the
+sample titles, and explicit synchronisation with real servers.
+
+Fixtures live in the ``conftest.py`` files and import from here; tests import
+from here, never from a conftest.
+
+Synchronisation: tests order events with ``asyncio.Event``, never ``sleep``.
+``Arrivals`` and ``Gate`` are plain aiohttp middlewares a test appends to a
+real server's application before it starts: ``Arrivals`` tells when requests
+reached a node's handler (and when their handlers ended), ``Gate`` holds a real
+upstream's requests until the test opens it. ``Tally`` is the count behind them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from aiohttp.typedefs import Handler, Middleware
+
+from edge.settings import EdgeSettings
+from origin.packager import Rendition
+from shared.engine.node import NODE, Node
+from shared.service.settings import CacheSettings
+
+try:
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+    from playwright.async_api import async_playwright
+except ImportError:  # the chromium fixture fails with the command that installs it
+    async_playwright = None  # type: ignore[assignment]
+    PlaywrightTimeout = TimeoutError  # type: ignore[misc,assignment]
+
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "DASHJS",
+    "INSTALL",
+    "LONG_LADDER",
+    "LONG_SECONDS",
+    "LONG_TITLE",
+    "REPO",
+    "SAMPLE_LADDER",
+    "SAMPLE_SECONDS",
+    "SAMPLE_TITLE",
+    "Arrivals",
+    "Chain",
+    "Clock",
+    "Gate",
+    "Middleware",
+    "PlaywrightTimeout",
+    "ServerFactory",
+    "Tally",
+    "async_playwright",
+    "node_settings",
+    "until",
+    "url_of",
+]
+
+REPO = Path(__file__).resolve().parents[1]
+
+# --- titles --------------------------------------------------------------------
+
+SAMPLE_TITLE = "sample"
+SAMPLE_SECONDS = 6
+SAMPLE_LADDER = (Rendition(90, 100_000), Rendition(180, 200_000))
+
+LONG_TITLE = "long"  # the browser tests' title
+LONG_SECONDS = 30
+LONG_LADDER = (Rendition(180, 300_000), Rendition(360, 800_000))
+
+# --- real nodes on loopback ----------------------------------------------------
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+
+
+_EDGE_ONLY = {f.name for f in dataclasses.fields(EdgeSettings)} - {
+    f.name for f in dataclasses.fields(CacheSettings)
+}
+
+
+def node_settings(name: str, upstream: str | list[str], **kw: Any) -> CacheSettings:
+    """Settings of a cache node on ephemeral ports, with test-sized timeouts; an
+    edge's (``EdgeSettings``) when an edge-only setting (prefetch, CORS, player) is
+    given, else the engine's alone."""
+    ups = (upstream,) if isinstance(upstream, str) else tuple(upstream)
+    kw.setdefault("read_timeout", 5.0)
+    kw.setdefault("connect_timeout", 2.0)
+    cls = EdgeSettings if kw.keys() & _EDGE_ONLY else CacheSettings
+    return cls(name=name, upstream=ups, port=0, admin_port=0, **kw)
+
+
+def url_of(server: TestServer) -> str:
+    """The base URL of a running test server, without a trailing slash."""
+    return str(server.make_url("")).rstrip("/")
+
+
+@dataclasses.dataclass
+class Chain:
+    """origin → regional → edge, each a real server on a loopback port."""
+
+    origin: TestServer
+    regional: TestServer
+    edge: TestServer
+
+    @property
+    def edge_node(self) -> Node:
+        return self.edge.app[NODE]
+
+    @property
+    def regional_node(self) -> Node:
+        return self.regional.app[NODE]
+
+    def url(self, path: str, tier: str = "edge") -> str:
+        return url_of(getattr(self, tier)) + path
+
+
+class Clock:
+    """An injected clock tests move by hand."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- explicit synchronisation --------------------------------------------------
+
+
+class Tally:
+    """A count a test can wait on: ``await tally.reached(n)`` wakes when ``add`` gets
+    there (an event per awaited value, never a poll)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._events: dict[int, asyncio.Event] = {}  # guarded by: single event loop
+
+    def add(self) -> None:
+        self.value += 1
+        for n, event in self._events.items():
+            if self.value >= n:
+                event.set()
+
+    async def reached(self, n: int) -> None:
+        if self.value < n:
+            await self._events.setdefault(n, asyncio.Event()).wait()
+
+    def __repr__(self) -> str:
+        return f"<Tally {self.value} awaited={sorted(self._events)}>"
+
+
+class Arrivals:
+    """Middleware: when requests reached a node's handler, and when their handlers ended.
+
+    ``arrived`` counts a request once its handler has run up to its first
+    suspension (the count is scheduled with ``call_soon`` as the request enters,
+    so it runs only after the request's task yields). On a cache node's miss
+    path nothing is awaited before the request joins or leads the fill for its
+    key, so an arrived request is a reader of that fill, waiting for its head.
+    ``finished`` counts handlers that returned or raised (a client that left, too).
+
+    Install before the server starts: ``start_node(..., middlewares=[a.middleware])``.
+    """
+
+    def __init__(self) -> None:
+        self.arrived = Tally()
+        self.finished = Tally()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        asyncio.get_running_loop().call_soon(self.arrived.add)
+        try:
+            return await handler(request)
+        finally:
+            self.finished.add()
+
+
+class Gate:
+    """Middleware that holds every request before its handler until ``open()``:
+    a real upstream that answers only when the test says so. ``arrived`` counts
+    the requests it has held (or let through)."""
+
+    def __init__(self) -> None:
+        self.arrived = Tally()
+        self._open = asyncio.Event()
+
+    def open(self) -> None:
+        self._open.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.arrived.add()
+        await self._open.wait()
+        return await handler(request)
+
+
+async def until(condition: Coroutine[Any, Any, object], *watched: asyncio.Future[Any]) -> None:
+    """Await ``condition``; if a watched task ends first, raise its error (or fail)
+    at once instead of waiting for the test's timeout."""
+    waiter = asyncio.get_running_loop().create_task(condition)
+    done, _ = await asyncio.wait({waiter, *watched}, return_when=asyncio.FIRST_COMPLETED)
+    if waiter in done:
+        waiter.result()
+        return
+    waiter.cancel()
+    for future in done:
+        future.result()  # raises what ended it
+    raise AssertionError(f"{sorted(map(repr, done))} ended before {condition!r}")
+
+
+# --- the real browser (tests/browser) ------------------------------------------
+
+DASHJS = REPO / ".cache/npm/node_modules/dashjs/dist/modern/umd/dash.all.min.js"
+CHROMIUM = "/usr/bin/chromium"
+INSTALL = "run scripts/install-browser (the browser install steps of .ci/run)"
+# The flags this machine needs: no sandbox as root, no GPU, and no background
+# calls home (the closed network refuses them, many at a time).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
