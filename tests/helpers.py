@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -25,6 +25,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from edge.settings import EdgeSettings
 from origin.packager import Rendition
+from regional.settings import RegionalSettings
 from shared.engine.node import NODE, Node
 from shared.service.settings import CacheSettings
 
@@ -56,7 +57,10 @@ __all__ = [
     "ServerFactory",
     "Tally",
     "async_playwright",
+    "edge_settings",
     "node_settings",
+    "regional_settings",
+    "settings_for",
     "until",
     "url_of",
 ]
@@ -83,15 +87,32 @@ _EDGE_ONLY = {f.name for f in dataclasses.fields(EdgeSettings)} - {
 }
 
 
-def node_settings(name: str, upstream: str | list[str], **kw: Any) -> CacheSettings:
-    """Settings of a cache node on ephemeral ports, with test-sized timeouts; an
-    edge's (``EdgeSettings``) when an edge-only setting (prefetch, CORS, player) is
-    given, else the engine's alone."""
+S = TypeVar("S", bound=CacheSettings)
+
+
+def settings_for(cls: type[S], name: str, upstream: str | list[str], **kw: Any) -> S:
+    """``cls`` settings of a cache node on ephemeral ports, with test-sized timeouts."""
     ups = (upstream,) if isinstance(upstream, str) else tuple(upstream)
     kw.setdefault("read_timeout", 5.0)
     kw.setdefault("connect_timeout", 2.0)
-    cls = EdgeSettings if kw.keys() & _EDGE_ONLY else CacheSettings
     return cls(name=name, upstream=ups, port=0, admin_port=0, **kw)
+
+
+def node_settings(name: str, upstream: str | list[str], **kw: Any) -> CacheSettings:
+    """Settings of a cache node: an edge's (``EdgeSettings``) when an edge-only
+    setting (prefetch, CORS, player) is given, else the engine's alone."""
+    cls = EdgeSettings if kw.keys() & _EDGE_ONLY else CacheSettings
+    return settings_for(cls, name, upstream, **kw)
+
+
+def edge_settings(name: str, upstream: str | list[str], **kw: Any) -> EdgeSettings:
+    """Settings for ``edge.app.make_app``."""
+    return settings_for(EdgeSettings, name, upstream, **kw)
+
+
+def regional_settings(name: str, upstream: str | list[str], **kw: Any) -> RegionalSettings:
+    """Settings for ``regional.app.make_app``."""
+    return settings_for(RegionalSettings, name, upstream, **kw)
 
 
 def url_of(server: TestServer) -> str:

@@ -64,26 +64,30 @@ class Driver:
             self.node.count_title(url)
         for hook in self.node.on_request:  # a tier's policy (the edge's prefetch)
             hook(url, request)
+        facts, stored = self._facts(request, url)
+        return await self._drive(request, facts, stored)
+
+    def _facts(self, request: web.Request, url: str) -> tuple[Request, CachedObject | None]:
+        """What ``decide`` needs to know of this request, and its stored variant."""
         req_h = request.headers
         variants = self.store.lookup(url)  # the one access the admission policy counts
         names = variants[0].vary_names if variants else self.fetcher.vary_index.get(url, ())
         key = FillKey(url, vary_key(names, req_h) if names else ())
         stored = next((v for v in variants if v.vary_key == key.vary), None)
-        if (
-            stored is not None
-            and "Authorization" in req_h
-            and not serve_to_authorized(stored.headers)
-        ):
+        authorized = "Authorization" in req_h
+        if stored is not None and authorized and not serve_to_authorized(stored.headers):
             stored = None  # RFC 9111 §3.5
         cc = parse_cache_control(req_h) if "Cache-Control" in req_h else {}
-        facts = Request(
-            key,
-            req_h,
-            cc,
-            vary_miss=bool(variants) and stored is None,
-            pass_marked=url in self.fetcher.pass_marks,
-            load=self._load(),
-        )
+        vary_miss = bool(variants) and stored is None
+        passing = url in self.fetcher.pass_marks
+        facts = Request(key, req_h, cc, vary_miss, passing, load=self._load())
+        return facts, stored
+
+    async def _drive(
+        self, request: web.Request, facts: Request, stored: CachedObject | None
+    ) -> web.StreamResponse:
+        """Decide and act until a response is made (new facts: decide again)."""
+        key = facts.key
         failure: UpstreamError | None = None
         while True:
             now = self.node.clock()

@@ -28,6 +28,7 @@ from tests.helpers import (
     LONG_LADDER,
     LONG_SECONDS,
     LONG_TITLE,
+    ServerFactory,
     async_playwright,
 )
 
@@ -65,7 +66,7 @@ def artifacts(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def dashjs_server(aiohttp_server: object, dashjs_file: Path) -> TestServer:
+async def dashjs_server(aiohttp_server: ServerFactory, dashjs_file: Path) -> TestServer:
     """A tiny static server for dash.js on its own port (another origin than the edge)."""
 
     async def serve(request: web.Request) -> web.FileResponse:
@@ -73,7 +74,7 @@ async def dashjs_server(aiohttp_server: object, dashjs_file: Path) -> TestServer
 
     app = web.Application()
     app.router.add_get("/dash.all.min.js", serve)
-    return await aiohttp_server(app)  # type: ignore[operator,no-any-return]
+    return await aiohttp_server(app)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from edge.app import make_app as make_edge_app
 from origin.app import make_app as make_origin_app
 from origin.settings import OriginSettings
 from regional.app import make_app as make_regional_app
-from tests.helpers import LONG_TITLE, PlaywrightTimeout, node_settings, url_of
+from tests.helpers import LONG_TITLE, PlaywrightTimeout, edge_settings, regional_settings, url_of
 
 PLAY_SECONDS = 20
 MAX_STARTUP_MS = 2000
@@ -34,12 +34,14 @@ async def test_player_plays_through_three_tiers_without_stalls(
     origin = await aiohttp_server(
         make_origin_app(OriginSettings(library=str(long_library), port=0, admin_port=0))
     )
-    regional = await aiohttp_server(make_regional_app(node_settings("regional-1", url_of(origin))))
+    regional = await aiohttp_server(
+        make_regional_app(regional_settings("regional-1", url_of(origin)))
+    )
     dashjs_url = url_of(dashjs_server) + "/dash.all.min.js"
-    edge_settings = node_settings(
+    settings = edge_settings(
         "edge-1", url_of(regional), cors_origin="*", prefetch=2, player_dashjs_url=dashjs_url
     )
-    edge = url_of(await aiohttp_server(make_edge_app(edge_settings)))
+    edge = url_of(await aiohttp_server(make_edge_app(settings)))
 
     page = await chromium.new_page()
     problems: list[str] = []

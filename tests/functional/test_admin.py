@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from regional.app import DEFAULTS as REGIONAL_DEFAULTS
 from regional.app import make_app as make_regional_app
 from shared.service.admin import make_admin_app
-from tests.helpers import node_settings, url_of
+from tests.helpers import regional_settings, url_of
 
 
 def samples(text: str) -> dict[str, float]:
@@ -21,7 +21,7 @@ def samples(text: str) -> dict[str, float]:
 
 async def test_admin_metrics_stats_and_health(aiohttp_server, origin_server, http):
     """After a miss and a hit, metrics, stats and health report them."""
-    settings = node_settings("regional-1", url_of(origin_server))
+    settings = regional_settings("regional-1", url_of(origin_server))
     app = make_regional_app(settings)
     node = url_of(await aiohttp_server(app))
     admin = url_of(await aiohttp_server(make_admin_app(app)))

@@ -169,7 +169,7 @@ async def test_chain_vary_and_uncacheable_through_both_tiers(upstream_app, start
 
 async def test_chain_post_invalidates_every_tier(upstream_app, start_node, http):
     """A POST through the edge invalidates the URL at the edge and at the regional."""
-    count = collections.Counter()
+    count: collections.Counter[str] = collections.Counter()
 
     async def handler(request: web.Request) -> web.Response:
         count[request.method] += 1

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from shared.engine.node import NODE
 from shared.ops.topology import free_ports
@@ -51,7 +52,8 @@ async def nodes(origin_server, start_node, aiohttp_server):
 
         return record
 
-    servers, admins = {}, {}
+    servers: dict[str, TestServer] = {}
+    admins: dict[str, str] = {}
     for name, parent in (
         ("regional-1", "origin"),
         ("regional-2", "origin"),

@@ -46,7 +46,7 @@ from regional.app import make_app as make_regional_app
 from regional.settings import RegionalSettings
 from shared.engine.outcome import Outcome
 from shared.service.admin import make_admin_app
-from shared.service.settings import CacheSettings, ServiceSettings, from_namespace, load
+from shared.service.settings import ServiceSettings, from_namespace, load
 from tests.helpers import url_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -193,7 +193,9 @@ def test_compose_commands_are_real_cli_invocations(service):
 def test_compose_origin_makes_the_sample_into_its_library():
     """The origin's first start makes a sample title inside the library it then serves."""
     (sample,) = [c for c in invocations("origin") if c[:2] == ["tiercdn-origin", "sample"]]
-    library = settings_of("origin").library
+    settings = settings_of("origin")
+    assert isinstance(settings, OriginSettings)
+    library = settings.library
     out = parse(sample, {}).out
     assert out.parent == Path(library)
     assert mounts("origin")[library] in COMPOSE["volumes"]
@@ -211,9 +213,11 @@ def test_compose_services_listen_on_every_interface(service):
 def test_compose_tiers_point_at_each_other():
     """Edges' parent is the regional service, the regional's the origin, by service port."""
     regional, origin = settings_of("regional"), settings_of("origin")
+    assert isinstance(regional, RegionalSettings)
     assert regional.upstream == (f"http://origin:{origin.port}",)
     for edge in ("edge-1", "edge-2"):
         settings = settings_of(edge)
+        assert isinstance(settings, EdgeSettings)
         assert settings.upstream == (f"http://regional:{regional.port}",)
         assert settings.name == edge
     names = [settings_of(s).name for s in TIERCDN]

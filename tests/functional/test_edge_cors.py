@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from edge.app import make_app as make_edge_app
-from tests.helpers import node_settings, url_of
+from tests.helpers import edge_settings, url_of
 
 
 async def test_edge_cors_headers_and_range_preflight(aiohttp_server, origin_server, http):
     """Responses allow any origin and expose Cache-Status; a Range preflight is answered locally."""
-    settings = node_settings("edge-1", url_of(origin_server), cors_origin="*")
+    settings = edge_settings("edge-1", url_of(origin_server), cors_origin="*")
     edge = url_of(await aiohttp_server(make_edge_app(settings)))
     headers = {"Origin": "https://player.example", "Range": "bytes=0-99"}
     for _ in range(2):  # miss, then hit
@@ -30,7 +30,7 @@ async def test_edge_cors_headers_and_range_preflight(aiohttp_server, origin_serv
 
 async def test_edge_cors_off_by_setting(aiohttp_server, origin_server, http):
     """With an empty --cors-origin the edge adds no CORS headers."""
-    settings = node_settings("edge-1", url_of(origin_server), cors_origin="")
+    settings = edge_settings("edge-1", url_of(origin_server), cors_origin="")
     edge = url_of(await aiohttp_server(make_edge_app(settings)))
     async with http.get(edge + "/sample/manifest.mpd") as r:
         assert r.status == 200 and "Access-Control-Allow-Origin" not in r.headers

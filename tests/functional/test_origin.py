@@ -405,13 +405,14 @@ async def test_origin_fault_rate_paces_bodies_and_keeps_range(
 
 def test_origin_settings_reject_bad_values(sample_library: Path) -> None:
     """Settings validate ports, names, durations and the log level."""
-    for bad in (
+    bads: tuple[dict[str, Any], ...] = (
         {"port": 70000},
         {"name": "two words"},
         {"fault_delay": -1.0},
         {"log_level": "LOUD"},
         {"library": ""},
-    ):
+    )
+    for bad in bads:
         with pytest.raises(ValueError):
             OriginSettings(**{"library": str(sample_library), **bad})
 

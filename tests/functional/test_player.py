@@ -11,7 +11,7 @@ import pytest
 from edge.app import make_app as make_edge_app
 from edge.player import LOCAL_DASHJS
 from regional.app import make_app as make_regional_app
-from tests.helpers import node_settings, url_of
+from tests.helpers import edge_settings, regional_settings, url_of
 
 DASHJS = "http://127.0.0.1:9/vendor/dash.all.min.js"
 
@@ -19,7 +19,7 @@ DASHJS = "http://127.0.0.1:9/vendor/dash.all.min.js"
 @pytest.fixture
 async def edge(aiohttp_server, origin_server):
     """An edge in front of the origin with dash.js at a made-up local URL."""
-    settings = node_settings(
+    settings = edge_settings(
         "edge-1", url_of(origin_server), cors_origin="*", player_dashjs_url=DASHJS
     )
     return url_of(await aiohttp_server(make_edge_app(settings)))
@@ -103,7 +103,7 @@ async def test_player_serves_a_local_dashjs_file(aiohttp_server, origin_server, 
     """A file path as --player-dashjs-url is served by the edge itself."""
     dashjs = tmp_path / "dash.all.min.js"
     dashjs.write_text("window.dashjs = {};\n")
-    settings = node_settings("edge-1", url_of(origin_server), player_dashjs_url=str(dashjs))
+    settings = edge_settings("edge-1", url_of(origin_server), player_dashjs_url=str(dashjs))
     edge = url_of(await aiohttp_server(make_edge_app(settings)))
     async with http.get(edge + "/player/") as r:
         assert script_srcs(await r.text()) == [LOCAL_DASHJS, "/player/player.js"]
@@ -115,8 +115,8 @@ async def test_player_serves_a_local_dashjs_file(aiohttp_server, origin_server, 
 
 async def test_player_off_and_not_on_regional(aiohttp_server, origin_server, http):
     """An empty --player-dashjs-url turns the page off; a regional never has it."""
-    off = node_settings("edge-1", url_of(origin_server), player_dashjs_url="")
-    regional = node_settings("regional-1", url_of(origin_server))
+    off = edge_settings("edge-1", url_of(origin_server), player_dashjs_url="")
+    regional = regional_settings("regional-1", url_of(origin_server))
     for app in (make_edge_app(off), make_regional_app(regional)):
         url = url_of(await aiohttp_server(app))
         async with http.get(url + "/player/") as r:
@@ -127,4 +127,4 @@ async def test_player_off_and_not_on_regional(aiohttp_server, origin_server, htt
 def test_player_bad_dashjs_setting_fails_at_start(value):
     """A dash.js setting that is neither an http(s) URL nor a file is refused with the settings."""
     with pytest.raises(ValueError, match="player-dashjs-url"):
-        node_settings("edge-1", "http://127.0.0.1:9", player_dashjs_url=value)
+        edge_settings("edge-1", "http://127.0.0.1:9", player_dashjs_url=value)

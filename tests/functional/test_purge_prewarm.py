@@ -239,8 +239,8 @@ async def test_prewarm_in_process_reports_progress_and_checks_arguments(chain):
     assert report.total == 13 and report.fetched == 13
     assert [d for d, _ in seen] == list(range(1, 14)) and {t for _, t in seen} == {13}
     assert report.to_json()["failures"] == []
-    for kwargs in ({"concurrency": 0}, {"concurrency": 65}):
+    for concurrency in (0, 65):
         with pytest.raises(ValueError, match="concurrency"):
-            await run_prewarm(chain.edge_node, MPD, **kwargs)
+            await run_prewarm(chain.edge_node, MPD, concurrency=concurrency)
     with pytest.raises(ValueError, match="starting with"):
         await run_prewarm(chain.edge_node, "sample/manifest.mpd")
