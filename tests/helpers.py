@@ -22,12 +22,15 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler, Middleware
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from edge.settings import EdgeSettings
 from origin.packager import Rendition
 from regional.settings import RegionalSettings
 from shared.engine.node import NODE, Node
+from shared.http.dates import format_http_date
 from shared.service.settings import CacheSettings
+from shared.store import CachedObject
 
 try:
     from playwright.async_api import TimeoutError as PlaywrightTimeout
@@ -232,6 +235,46 @@ async def until(condition: Coroutine[Any, Any, object], *watched: asyncio.Future
     for future in done:
         future.result()  # raises what ended it
     raise AssertionError(f"{sorted(map(repr, done))} ended before {condition!r}")
+
+
+# --- stored responses and header tables (unit tests) ----------------------------------
+
+T = 784111777.0  # Sun, 06 Nov 1994 08:49:37 GMT
+
+
+def hdrs(*lines: str) -> CIMultiDictProxy[str]:
+    """Headers from ``"Name: value"`` lines, in order, repeats kept."""
+    pairs = [line.split(":", 1) for line in lines]
+    return CIMultiDictProxy(CIMultiDict([(name, value.strip()) for name, value in pairs]))
+
+
+def date(offset: float) -> str:
+    """The HTTP-date ``offset`` seconds after ``T``."""
+    return format_http_date(T + offset)
+
+
+def stored_object(
+    key: str,
+    size: int,
+    vary_key: tuple[str, ...] = (),
+    names: tuple[str, ...] = (),
+    fill: int = 0x61,
+    **headers: str,
+) -> CachedObject:
+    """A stored 200 of ``size`` bytes of ``fill`` (fresh for 60 s, aged 3 s at 11.0)."""
+    return CachedObject(
+        key=key,
+        vary_names=names,
+        vary_key=vary_key,
+        status=200,
+        headers=CIMultiDictProxy(CIMultiDict({"X": "y", **headers})),
+        body=bytes([fill]) * size,
+        request_time=10.0,
+        response_time=11.0,
+        lifetime=60.0,
+        initial_age=3.0,
+        must_validate=False,
+    )
 
 
 # --- the real browser (tests/browser) ------------------------------------------

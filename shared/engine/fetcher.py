@@ -224,8 +224,9 @@ class Fetcher:
             self.vary_index[url] = names
         limit = self.max_object_bytes
         too_big = up.content_length is not None and up.content_length > limit
-        retain = verdict is Storable.YES and not too_big
-        if not retain:
+        keep = verdict is Storable.YES and not too_big
+        retain = keep and fill.retaining  # not if purged before the head came
+        if not keep:
             self._uncached(fill, url, "too-large" if verdict is Storable.YES else verdict.value)
             if stale is not None:
                 self.store.remove(url, stale.vary_key)

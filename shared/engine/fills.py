@@ -83,7 +83,7 @@ class Fill:
 
     def start(self, head: FillHead) -> None:
         self.head = head
-        self._retain = head.retain
+        self._retain = self._retain and head.retain  # a purge before the head: still not kept
         self._wake()
 
     def append(self, chunk: bytes) -> None:

@@ -44,7 +44,7 @@ def cache_status_member(
     detail: str | None = None,
 ) -> str:
     """One ``Cache-Status`` list member, e.g. ``edge-1; hit; ttl=29``."""
-    if outcome is Outcome.HIT and ttl is not None and fwd is None and not detail:
+    if outcome is Outcome.HIT and ttl is not None and not (fwd or fwd_status or stored or detail):
         return f"{name}; hit; ttl={int(ttl)}"  # the hit path: one format, no list
     parts = [name]
     if outcome in (Outcome.HIT, Outcome.STALE):

@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from multidict import CIMultiDict, CIMultiDictProxy
 
 import shared.http
 from shared.http import cachepolicy as cp
 from shared.http import conditionals, dates, fields, freshness
 from shared.http.cachepolicy import Lookup, Storable
-from shared.http.dates import format_http_date
-
-T = 784111777.0  # Sun, 06 Nov 1994 08:49:37 GMT
-
-
-def hdrs(*lines: str) -> CIMultiDictProxy[str]:
-    """Headers from ``"Name: value"`` lines, in order, repeats kept."""
-    pairs = [line.split(":", 1) for line in lines]
-    return CIMultiDictProxy(CIMultiDict([(name, value.strip()) for name, value in pairs]))
-
-
-def date(offset: float) -> str:
-    return format_http_date(T + offset)
-
+from tests.helpers import T, date, hdrs
 
 # --- storable ------------------------------------------------------------------------------
 

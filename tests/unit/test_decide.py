@@ -68,6 +68,7 @@ def request(
     fields: Fields = (),
     *,
     url: str = SEG,
+    vary: tuple[str, ...] = (),
     misses: int = 0,
     fetches: int = 0,
     busy: bool = False,
@@ -78,7 +79,7 @@ def request(
 ) -> Request:
     headers = CIMultiDictProxy(CIMultiDict(fields))
     return Request(
-        key=FillKey(url),
+        key=FillKey(url, vary),
         headers=headers,
         cc=parse_cache_control(headers),
         vary_miss=vary_miss,
@@ -116,6 +117,7 @@ INM, IMS = BOTH[:1], BOTH[1:]
 
 A, R, F = Action, StaleReason, Fwd
 K, KM = FillKey(SEG), FillKey(MPD)
+GZ = ("accept-encoding: gzip",)
 
 
 def d(
@@ -305,6 +307,14 @@ CASES = [
     pytest.param(request(), None, True, 0, d(A.JOIN_FILL, F.URI_MISS), id="cold-joins-fill"),
     pytest.param(
         request(vary_miss=True), None, False, 0, d(A.LEAD_FILL, F.VARY_MISS), id="vary-miss"
+    ),
+    pytest.param(
+        request([("Accept-Encoding", "gzip")], vary=GZ, vary_miss=True),
+        None,
+        True,
+        0,
+        d(A.JOIN_FILL, F.VARY_MISS, key=FillKey(SEG, GZ)),
+        id="vary-miss-joins-its-variant-fill",
     ),
     # -- only-if-cached (RFC 9111 §5.2.1.7) ---------------------------------------------------
     pytest.param(

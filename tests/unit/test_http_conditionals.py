@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from shared.http import conditionals
 from shared.http.conditionals import RangeKind, RangeResult
-from shared.http.dates import format_http_date
-
-T = 784111777.0  # Sun, 06 Nov 1994 08:49:37 GMT
-
-
-def hdrs(*lines: str) -> CIMultiDictProxy[str]:
-    """Headers from ``"Name: value"`` lines, in order, repeats kept."""
-    pairs = [line.split(":", 1) for line in lines]
-    return CIMultiDictProxy(CIMultiDict([(name, value.strip()) for name, value in pairs]))
-
-
-def date(offset: float) -> str:
-    return format_http_date(T + offset)
-
+from tests.helpers import date, hdrs
 
 # --- conditionals --------------------------------------------------------------------------
 

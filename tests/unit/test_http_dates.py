@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from shared.http import dates
+from tests.helpers import T
 
-T = 784111777.0  # Sun, 06 Nov 1994 08:49:37 GMT
 IMF = "Sun, 06 Nov 1994 08:49:37 GMT"
 
 

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 
 from shared.http import fields
+from tests.helpers import hdrs
 
 CAP = 2**31
-
-
-def hdrs(*lines: str) -> CIMultiDictProxy[str]:
-    """Headers from ``"Name: value"`` lines, in order, repeats kept."""
-    pairs = [line.split(":", 1) for line in lines]
-    return CIMultiDictProxy(CIMultiDict([(name, value.strip()) for name, value in pairs]))
 
 
 # --- parse_cache_control / delta_seconds ---------------------------------------------------

@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from shared.http import freshness
-from shared.http.dates import format_http_date
+from tests.helpers import T, date, hdrs
 
-T = 784111777.0  # Sun, 06 Nov 1994 08:49:37 GMT
 CAP = 2**31
-
-
-def hdrs(*lines: str) -> CIMultiDictProxy[str]:
-    """Headers from ``"Name: value"`` lines, in order, repeats kept."""
-    pairs = [line.split(":", 1) for line in lines]
-    return CIMultiDictProxy(CIMultiDict([(name, value.strip()) for name, value in pairs]))
-
-
-def date(offset: float) -> str:
-    return format_http_date(T + offset)
 
 
 # --- freshness_lifetime --------------------------------------------------------------------

@@ -96,10 +96,6 @@ def test_cache_status_member_hit_fast_path_matches_general_path(ttl):
     assert cache_status_member("edge-1", Outcome.HIT, ttl=ttl) == general
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="outcome.py:48: the hit fast path ignores stored and fwd_status",
-)
 @pytest.mark.parametrize(
     "params",
     [

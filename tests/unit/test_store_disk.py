@@ -7,33 +7,9 @@ import logging
 from pathlib import Path
 
 import pytest
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from shared.store import CachedObject, DiskStore, FileBody, MemoryStore, diskfiles
-
-
-def obj(
-    key: str,
-    size: int,
-    vary_key: tuple[str, ...] = (),
-    names: tuple[str, ...] = (),
-    fill: int = 0x61,
-    **headers: str,
-) -> CachedObject:
-    return CachedObject(
-        key=key,
-        vary_names=names,
-        vary_key=vary_key,
-        status=200,
-        headers=CIMultiDictProxy(CIMultiDict({"X": "y", **headers})),
-        body=bytes([fill]) * size,
-        request_time=10.0,
-        response_time=11.0,
-        lifetime=60.0,
-        initial_age=3.0,
-        must_validate=False,
-    )
-
+from tests.helpers import stored_object as obj
 
 BODY_1100 = 842  # obj(): 2 bytes of headers + 256 of bookkeeping -> size 1100
 

@@ -9,28 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from shared.engine.tasks import TaskGroup
 from shared.store import CachedObject, DiskStore, FileBody, MemoryStore, TieredStore
+from tests.helpers import stored_object
 
 
 def obj(
     key: str, size: int, *, fill: int = 0x61, vary_key: tuple[str, ...] = (), **headers: str
 ) -> CachedObject:
-    return CachedObject(
-        key=key,
-        vary_names=("accept-encoding",) if vary_key else (),
-        vary_key=vary_key,
-        status=200,
-        headers=CIMultiDictProxy(CIMultiDict({"X": "y", **headers})),
-        body=bytes([fill]) * size,
-        request_time=10.0,
-        response_time=11.0,
-        lifetime=60.0,
-        initial_age=1.0,
-        must_validate=False,
-    )
+    names = ("accept-encoding",) if vary_key else ()
+    return stored_object(key, size, vary_key, names, fill, **headers)
 
 
 ONE = obj("/a", 1000).size  # charged size of a 1000-byte object
