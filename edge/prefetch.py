@@ -32,7 +32,7 @@ class Prefetcher:
     def __call__(self, key: str, request: web.Request) -> None:
         """After a GET for a segment, start fetching the next ones not cached yet."""
         node = self.node
-        if request.method != "GET" or not len(node.segments) or is_manifest(key):
+        if not len(node.segments) or request.method != "GET" or is_manifest(key):
             return
         for path in node.segments.next_segments(key, self.depth):
             if node.joinable(path) or node.store.peek(path):

@@ -37,6 +37,7 @@ from shared.store.entry import CachedObject
 __all__ = [
     "Action",
     "Decision",
+    "FRESH_HIT",
     "FillKey",
     "Load",
     "Policy",
@@ -78,8 +79,7 @@ class FillKey(NamedTuple):
     vary: tuple[str, ...] = ()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Load:
+class Load(NamedTuple):
     """How busy the node is, not counting this request."""
 
     misses: int = 0  # client requests waiting on upstream
@@ -87,8 +87,7 @@ class Load:
     budget_busy: bool = False  # the origin budget is spent (stale-if-busy applies)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """The facts of one GET/HEAD the decision needs."""
 
     key: FillKey
@@ -103,7 +102,7 @@ class Request:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Policy:
-    """The node's settings the decision reads."""
+    """The node's settings the decision reads (made once per node)."""
 
     shedder: Shedder
     segments: SegmentIndex  # templates learned from MPDs: the bitrate of a segment miss
@@ -113,14 +112,16 @@ class Policy:
     retries: int = 1  # new fills after one fails, per request
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     action: Action
-    key: FillKey
+    key: FillKey | None = None  # the fill to join, lead or start (None: serve as stored)
     fwd: Fwd | None = None  # why the request went forward (RFC 9211 §2.2)
     reason: StaleReason | None = None
     conditional: tuple[tuple[str, str], ...] = ()  # validators for REVALIDATE
     shed: Shed | None = None
+
+
+FRESH_HIT = Decision(Action.SERVE_FRESH)  # the hit path: nothing to build
 
 
 def freshness(
@@ -166,7 +167,7 @@ def decide(
         if request.failures == 0:
             state = freshness(stored, h, now, policy.heuristic_max_age)
             if state is Lookup.FRESH:
-                return Decision(Action.SERVE_FRESH, key)
+                return FRESH_HIT
             if state is Lookup.STALE and (reason := _stale_now(stored, request, policy, now)):
                 if reason is StaleReason.WHILE_REVALIDATE:
                     return Decision(
@@ -176,14 +177,14 @@ def decide(
                         reason,
                         validators(stored),
                     )
-                return Decision(Action.SERVE_STALE, key, Fwd.STALE, reason)
+                return Decision(Action.SERVE_STALE, None, Fwd.STALE, reason)
         reload = "no-cache" in cc or cc.get("max-age") == "0" or "Pragma" in h
         fwd = Fwd.REQUEST if reload else Fwd.STALE
     if "only-if-cached" in cc:  # RFC 9111 §5.2.1.7
         return Decision(Action.REJECT, key, fwd)
     if request.failures:
         if stored is not None and may_serve_stale(stored, now, _if_error(stored, policy)):
-            return Decision(Action.SERVE_STALE, key, fwd, StaleReason.IF_ERROR)
+            return Decision(Action.SERVE_STALE, None, fwd, StaleReason.IF_ERROR)
         if request.failures > policy.retries or not request.retryable:
             return Decision(Action.FAIL, key, Fwd.BYPASS if request.pass_marked else fwd)
     private = request.pass_marked or "Authorization" in h or "no-store" in cc
@@ -196,7 +197,7 @@ def decide(
     )
     if shed is not Shed.ADMIT:
         if stored is not None and may_serve_stale(stored, now, policy.stale_if_busy):
-            return Decision(Action.SERVE_STALE, key, fwd, StaleReason.IF_BUSY, shed=shed)
+            return Decision(Action.SERVE_STALE, None, fwd, StaleReason.IF_BUSY, shed=shed)
         return Decision(Action.SHED, key, fwd, shed=shed)
     if private:
         return Decision(Action.PASS, key, fwd)

@@ -11,19 +11,34 @@ logs and names every outcome in ``Cache-Status`` with the one member builder.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import TYPE_CHECKING, assert_never
 
 from aiohttp import web
 
 from shared.dash import is_manifest
-from shared.engine.decide import Action, Decision, FillKey, Load, Request, decide
+from shared.engine.decide import (
+    FRESH_HIT,
+    Action,
+    Decision,
+    FillKey,
+    Load,
+    Request,
+    decide,
+    freshness,
+)
 from shared.engine.errors import OriginBudgetExhausted, UpstreamError
 from shared.engine.fetcher import upstream_headers
 from shared.engine.fills import FillHead
 from shared.engine.outcome import Fwd, Outcome, cache_status_member
-from shared.http import invalidates, parse_cache_control, serve_to_authorized, vary_key, vary_names
+from shared.http import (
+    Lookup,
+    invalidates,
+    parse_cache_control,
+    serve_to_authorized,
+    vary_key,
+    vary_names,
+)
 from shared.store import CachedObject
 
 if TYPE_CHECKING:
@@ -54,6 +69,9 @@ class Driver:
             False: m.fill_readers.labels("joined"),
         }
         self.misses_in_flight = 0  # requests waiting on a fill [guarded by: single event loop]
+        self._limited = node.budget.limited  # settings: fixed for the node's life
+        self._clock, self._policy = node.clock, node.policy
+        self._heuristic = node.policy.heuristic_max_age
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         request[STARTED] = time.monotonic()
@@ -64,24 +82,25 @@ class Driver:
             self.node.count_title(url)
         for hook in self.node.on_request:  # a tier's policy (the edge's prefetch)
             hook(url, request)
-        facts, stored = self._facts(request, url)
-        return await self._drive(request, facts, stored)
-
-    def _facts(self, request: web.Request, url: str) -> tuple[Request, CachedObject | None]:
-        """What ``decide`` needs to know of this request, and its stored variant."""
         req_h = request.headers
         variants = self.store.lookup(url)  # the one access the admission policy counts
         names = variants[0].vary_names if variants else self.fetcher.vary_index.get(url, ())
-        key = FillKey(url, vary_key(names, req_h) if names else ())
-        stored = next((v for v in variants if v.vary_key == key.vary), None)
-        authorized = "Authorization" in req_h
-        if stored is not None and authorized and not serve_to_authorized(stored.headers):
-            stored = None  # RFC 9111 §3.5
+        vary = vary_key(names, req_h) if names else ()
+        stored = next((v for v in variants if v.vary_key == vary), None)
+        if stored is not None and "Authorization" in req_h:
+            stored = stored if serve_to_authorized(stored.headers) else None  # RFC 9111 §3.5
+        if stored is not None and isinstance(stored.body, bytes):
+            # The hit path: decide's first rule answers SERVE_FRESH whenever ``freshness``
+            # says FRESH, whatever the rest of the facts; don't build them (a test pins it).
+            now = self._clock()
+            if freshness(stored, req_h, now, self._heuristic) is Lookup.FRESH:
+                age, member = self._hit(request, stored, FRESH_HIT, now)
+                return self.respond.from_store(request, stored, age, member)
         cc = parse_cache_control(req_h) if "Cache-Control" in req_h else {}
         vary_miss = bool(variants) and stored is None
         passing = url in self.fetcher.pass_marks
-        facts = Request(key, req_h, cc, vary_miss, passing, load=self._load())
-        return facts, stored
+        facts = Request(FillKey(url, vary), req_h, cc, vary_miss, passing, load=self._load())
+        return await self._drive(request, facts, stored)
 
     async def _drive(
         self, request: web.Request, facts: Request, stored: CachedObject | None
@@ -90,13 +109,16 @@ class Driver:
         key = facts.key
         failure: UpstreamError | None = None
         while True:
-            now = self.node.clock()
+            now = self._clock()
             fill = key if self.fetcher.joinable(key) else None
-            decision = decide(facts, stored, fill, self.node.policy, now)
+            decision = decide(facts, stored, fill, self._policy, now)
             match decision.action:
                 case Action.SERVE_FRESH | Action.SERVE_STALE | Action.SERVE_STALE_AND_REVALIDATE:
                     assert stored is not None
-                    served = await self._serve(request, stored, decision, now)
+                    if isinstance(stored.body, bytes):  # the hot path: no await
+                        age, member = self._hit(request, stored, decision, now)
+                        return self.respond.from_store(request, stored, age, member)
+                    served = await self._serve_file(request, stored, decision, now)
                     if served is not None:
                         return served
                     stored = None  # its body file went bad and was dropped: a plain miss
@@ -105,9 +127,11 @@ class Driver:
                 case Action.SHED:
                     assert decision.shed is not None
                     self.metrics.shed.labels(decision.shed.value).inc()
-                    member = self._record(
-                        request, Outcome.SHED, fwd=decision.fwd, detail=decision.shed.value
+                    shed = decision.shed.value
+                    member = cache_status_member(
+                        self.name, Outcome.SHED, fwd=decision.fwd, detail=shed
                     )
+                    self._record(request, Outcome.SHED, member)
                     retry_after = self.node.settings.retry_after
                     return self.respond.error(503, "overloaded, retry", member, retry_after)
                 case Action.FAIL:
@@ -126,45 +150,47 @@ class Driver:
                         return result
                     failure = result
                     retryable = not isinstance(failure, OriginBudgetExhausted)
-                    facts = dataclasses.replace(
-                        facts, failures=facts.failures + 1, retryable=retryable
-                    )
+                    facts = facts._replace(failures=facts.failures + 1, retryable=retryable)
                 case _:
                     assert_never(decision.action)
-            facts = dataclasses.replace(facts, load=self._load())
+            facts = facts._replace(load=self._load())
 
     def _load(self) -> Load:
-        budget = self.node.budget
-        busy = budget.limited and budget.busy()
+        busy = self._limited and self.node.budget.busy()
         return Load(self.misses_in_flight, self.fetcher.in_flight, busy)
 
-    async def _serve(
+    def _hit(
         self, request: web.Request, obj: CachedObject, decision: Decision, now: float
-    ) -> web.StreamResponse | None:
-        """Serve ``obj`` (fresh or stale) from memory or from its file; None if its
-        file turned out bad. A stale-while-revalidate hit starts the revalidation."""
+    ) -> tuple[float, str]:
+        """Count a (stale) hit; its age and Cache-Status member. A stale-while-revalidate
+        hit starts the revalidation; a stale copy standing in for a shed miss counts it."""
         reason = decision.reason
         if decision.action is Action.SERVE_STALE_AND_REVALIDATE:
+            assert decision.key is not None
             self.fetcher.fetch(
                 decision.key, request.headers, stale=obj, conditional=decision.conditional
             )
         elif decision.shed is not None:  # shed, but a stale copy may stand in (stale-if-busy)
             self.metrics.shed.labels(decision.shed.value).inc()
-        if reason is not None:
-            self.metrics.stale_served.labels(reason.value).inc()
-        outcome = Outcome.HIT if reason is None else Outcome.STALE
-        detail = None if reason is None else reason.value
-        if isinstance(obj.body, bytes):  # the hot path: no await
-            age = obj.age(now)
-            member = self._record(request, outcome, ttl=obj.lifetime - age, detail=detail)
-            return self.respond.from_store(request, obj, age, member)
+        age = obj.age(now)
+        if reason is None:
+            member = cache_status_member(self.name, Outcome.HIT, ttl=obj.lifetime - age)
+            return age, self._record(request, Outcome.HIT, member)
+        self.metrics.stale_served.labels(reason.value).inc()
+        ttl = obj.lifetime - age
+        member = cache_status_member(self.name, Outcome.STALE, ttl=ttl, detail=reason.value)
+        return age, self._record(request, Outcome.STALE, member)
+
+    async def _serve_file(
+        self, request: web.Request, obj: CachedObject, decision: Decision, now: float
+    ) -> web.StreamResponse | None:
+        """Serve ``obj`` from its file (sendfile); None if the file turned out bad."""
         opened = await self.store.open_body(obj)
         if opened is None:
             return None
         fobj, length = opened
         try:
-            age = obj.age(now)
-            member = self._record(request, outcome, ttl=obj.lifetime - age, detail=detail)
+            age, member = self._hit(request, obj, decision, now)
             self.store.served(obj)  # a tier above may promote it
             return await self.respond.from_file(request, obj, fobj, length, age, member)
         finally:
@@ -179,11 +205,12 @@ class Driver:
     ) -> web.StreamResponse | UpstreamError:
         """Join or lead the fill ``decision`` names and answer from it as it grows;
         the fill's error if it fails before this reader's head."""
-        req_h = request.headers
+        req_h, key = request.headers, decision.key
+        assert key is not None  # every fill action names its fill
         private = decision.action is Action.PASS
         stale = stored if decision.action is Action.REVALIDATE else None
         fill, leader = self.fetcher.fetch(
-            decision.key, req_h, stale=stale, conditional=decision.conditional, private=private
+            key, req_h, stale=stale, conditional=decision.conditional, private=private
         )
         reader = fill.reader()  # registered before the head: streaming fills keep its bytes
         try:
@@ -191,7 +218,7 @@ class Driver:
                 head = await reader.wait_head()
                 if not leader and not _same_variant(head, req_h):
                     reader.close()
-                    fill, leader = self.fetcher.fetch(decision.key, req_h, private=True)
+                    fill, leader = self.fetcher.fetch(key, req_h, private=True)
                     reader = fill.reader()
                     head = await reader.wait_head()
             except UpstreamError as exc:
@@ -202,13 +229,14 @@ class Driver:
             elif head.revalidated:
                 outcome = Outcome.REVALIDATED
             self._readers[leader].inc()
-            member = self._record(
-                request,
+            member = cache_status_member(
+                self.name,
                 outcome,
                 fwd=decision.fwd,
                 fwd_status=304 if head.revalidated else head.status,
                 stored=head.retain and head.content_length is not None,  # else not known yet
             )
+            self._record(request, outcome, member)
             return await self.respond.from_fill(request, reader, head, member)
         finally:
             reader.close()
@@ -226,36 +254,23 @@ class Driver:
             ) as up:
                 if invalidates(request.method, up.status):
                     self.node.invalidate(url)
-                member = self._record(request, Outcome.BYPASS, fwd=Fwd.METHOD, fwd_status=up.status)
+                status = up.status
+                member = cache_status_member(
+                    self.name, Outcome.BYPASS, fwd=Fwd.METHOD, fwd_status=status
+                )
+                self._record(request, Outcome.BYPASS, member)
                 return await self.respond.pass_through(request, up, member)
         except UpstreamError as exc:
             return self._error(request, exc.status, str(exc), Fwd.METHOD, exc.retry_after)
 
-    def _record(
-        self,
-        request: web.Request,
-        outcome: Outcome,
-        *,
-        fwd: Fwd | None = None,
-        fwd_status: int | None = None,
-        ttl: float | None = None,
-        stored: bool = False,
-        detail: str | None = None,
-    ) -> str:
-        """Count ``outcome`` (metrics, /stats, the access log); its Cache-Status member."""
+    def _record(self, request: web.Request, outcome: Outcome, member: str) -> str:
+        """Count ``outcome`` (metrics, /stats, the access log); returns its Cache-Status
+        ``member``, made by ``cache_status_member`` (the one builder) at the call site."""
         request[OUTCOME] = outcome
         self.node.counts[outcome] += 1
         self._requests[outcome].inc()
         self._first_byte[outcome].observe(time.monotonic() - request[STARTED])
-        return cache_status_member(
-            self.name,
-            outcome,
-            fwd=fwd,
-            fwd_status=fwd_status,
-            ttl=ttl,
-            stored=stored,
-            detail=detail,
-        )
+        return member
 
     def _error(
         self,
@@ -266,7 +281,8 @@ class Driver:
         retry_after: float | None = None,
     ) -> web.Response:
         detail = self.respond.detail(status)
-        member = self._record(request, Outcome.ERROR, fwd=fwd, detail=detail)
+        member = cache_status_member(self.name, Outcome.ERROR, fwd=fwd, detail=detail)
+        self._record(request, Outcome.ERROR, member)
         return self.respond.error(status, message, member, retry_after)
 
 

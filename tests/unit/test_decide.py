@@ -10,6 +10,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from shared.dash import SegmentIndex
 from shared.engine.decide import (
+    FRESH_HIT,
     Action,
     Decision,
     FillKey,
@@ -128,6 +129,8 @@ def d(
     shed: Shed | None = None,
     key: FillKey = K,
 ) -> Decision:
+    if action in (Action.SERVE_FRESH, Action.SERVE_STALE):
+        return Decision(action, None, fwd, reason, conditional, shed)  # served as stored: no fill
     return Decision(action, key, fwd, reason, conditional, shed)
 
 
@@ -723,3 +726,37 @@ def test_freshness_fast_path_classify_and_ttl_agree(pairs, status, fresh_for, on
     # ttl is the lifetime left; a no-cache response keeps its lifetime but is flagged
     # must_validate, which the fast path checks first.
     assert (obj.ttl(now) > 0 and not obj.must_validate) == (expected is FRESH)
+
+
+@pytest.mark.parametrize(
+    "req",
+    [
+        pytest.param(request(), id="calm"),
+        pytest.param(request(misses=100, fetches=100, busy=True), id="full-load-busy-budget"),
+        pytest.param(request(pass_marked=True), id="pass-marked"),
+        pytest.param(request((("Cache-Control", "only-if-cached"),)), id="only-if-cached"),
+        pytest.param(request((("Cache-Control", "no-store"),)), id="request-no-store"),
+        pytest.param(request((("Authorization", "Bearer x"),)), id="authorization"),
+        pytest.param(request(vary_miss=True), id="vary-miss-flag"),
+    ],
+)
+@pytest.mark.parametrize("in_flight", [False, True], ids=["no-fill", "fill-in-flight"])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param((("Cache-Control", "max-age=60"),), id="max-age"),
+        pytest.param((("Cache-Control", "max-age=60, must-revalidate"),), id="must-revalidate"),
+        pytest.param((("Cache-Control", "max-age=60, stale-while-revalidate=30"),), id="swr"),
+        pytest.param(
+            (("Date", DATE), ("Last-Modified", format_http_date(RT - 100_000))), id="heuristic"
+        ),
+    ],
+)
+def test_decide_fresh_is_served_whatever_the_other_facts(req, in_flight, fields):
+    """The driver's hit path serves when ``freshness`` says FRESH without building the
+    other facts: ``decide`` must answer exactly ``FRESH_HIT`` then, whatever they are."""
+    stored = stored_response(fields)
+    now = RT + 5
+    assert freshness(stored, req.headers, now, HEURISTIC) is Lookup.FRESH
+    fill = req.key if in_flight else None
+    assert decide(req, stored, fill, policy(), now) == FRESH_HIT
