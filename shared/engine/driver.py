@@ -84,8 +84,7 @@ class Driver:
             hook(url, request)
         req_h = request.headers
         variants = self.store.lookup(url)  # the one access the admission policy counts
-        names = variants[0].vary_names if variants else self.fetcher.vary_index.get(url, ())
-        vary = vary_key(names, req_h) if names else ()
+        vary = self.fetcher.vary_of(url, req_h, variants)
         stored = next((v for v in variants if v.vary_key == vary), None)
         if stored is not None and "Authorization" in req_h:
             stored = stored if serve_to_authorized(stored.headers) else None  # RFC 9111 §3.5

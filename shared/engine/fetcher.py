@@ -142,11 +142,13 @@ class Fetcher:
     def joinable(self, key: FillKey) -> bool:
         return key in self.fills
 
-    def key_for(self, url: str, req_h: CIMultiDictProxy[str]) -> FillKey:
-        """The fill key a request with ``req_h`` uses for ``url`` when nothing is
-        stored: the Vary names last seen for the URL pick the variant."""
-        names = self.vary_index.get(url, ())
-        return FillKey(url, vary_key(names, req_h) if names else ())
+    def vary_of(
+        self, url: str, req_h: CIMultiDictProxy[str], variants: list[CachedObject]
+    ) -> tuple[str, ...]:
+        """The Vary values a request with ``req_h`` selects for ``url``: by the names of
+        the stored ``variants``, else by the names last seen for the URL (RFC 9111 §4.1)."""
+        names = variants[0].vary_names if variants else self.vary_index.get(url, ())
+        return vary_key(names, req_h) if names else ()
 
     def abandon(self, matches: Callable[[str], bool]) -> None:
         """Fills of matching URLs still run, but store nothing (a purge)."""

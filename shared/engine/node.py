@@ -24,7 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from shared.dash import SegmentIndex
 from shared.engine.budget import OriginBudget
-from shared.engine.decide import Policy, freshness, validators
+from shared.engine.decide import FillKey, Policy, freshness, validators
 from shared.engine.driver import Driver
 from shared.engine.errors import UpstreamError
 from shared.engine.fetcher import Fetcher
@@ -143,8 +143,9 @@ class Node:
         HIT if a fresh copy is already stored; else the one fill for the key a
         client uses is joined or led and awaited (MISS / COALESCED); ERROR if it
         failed or the answer was an error status."""
-        key = self.fetcher.key_for(url, _NO_HEADERS)
-        stale = next((v for v in self.store.peek(url) if v.vary_key == key.vary), None)
+        variants = self.store.peek(url)
+        key = FillKey(url, self.fetcher.vary_of(url, _NO_HEADERS, variants))
+        stale = next((v for v in variants if v.vary_key == key.vary), None)
         now = self.clock()
         heuristic = self.settings.heuristic_max_age
         if stale is not None and freshness(stale, _NO_HEADERS, now, heuristic) is Lookup.FRESH:
@@ -164,7 +165,8 @@ class Node:
 
     def joinable(self, url: str) -> bool:
         """Is a fill for ``url`` (as a client without request fields asks) in flight?"""
-        return self.fetcher.joinable(self.fetcher.key_for(url, _NO_HEADERS))
+        vary = self.fetcher.vary_of(url, _NO_HEADERS, self.store.peek(url))
+        return self.fetcher.joinable(FillKey(url, vary))
 
     def purge(self, *, url: str | None = None, prefix: str | None = None) -> int:
         """Drop ``url``, every URL under ``prefix``, or (neither) everything; return how
