@@ -76,7 +76,7 @@ class Node:
             metrics=m,
             fallback=s.fallback,
             breaker=lambda: CircuitBreaker(
-                failures=s.breaker_failures,
+                min_requests=s.breaker_min_requests,
                 error_rate=s.breaker_error_rate,
                 window=s.breaker_window,
                 cooldown=s.breaker_cooldown,

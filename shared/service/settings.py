@@ -168,6 +168,19 @@ class ServiceSettings:
     log_level: str = option("INFO", "log level: DEBUG, INFO, WARNING or ERROR")
     access_log: bool = option(False, "log one line per request")
     log_json: bool = option(False, "log as JSON lines")
+    # -- connection hygiene, on every listener (nginx's defaults where it has one) -----
+    client_header_timeout: float = duration_field(
+        "10s", "close a client that has not sent a whole request head in this time (408)"
+    )
+    keepalive_timeout: float = duration_field(
+        "75s", "close a client's keep-alive connection idle this long"
+    )
+    send_timeout: float = duration_field(
+        "60s", "drop a client that accepts no response bytes for this long"
+    )
+    max_connections: int = option(
+        16384, "client connections per listener; beyond it new ones are refused (0 = no cap)"
+    )
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in ' ,;"'):
@@ -176,6 +189,11 @@ class ServiceSettings:
             raise ValueError("ports must be between 0 and 65535")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("--log-level must be one of DEBUG, INFO, WARNING, ERROR")
+        for name in ("client_header_timeout", "keepalive_timeout", "send_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive")
+        if self.max_connections < 0:
+            raise ValueError("--max-connections must not be negative")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,6 +216,9 @@ class CacheSettings(ServiceSettings):
     connect_timeout: float = duration_field("2s", "upstream connect timeout")
     read_timeout: float = duration_field("10s", "upstream read timeout (between bytes)")
     upstream_connections: int = option(256, "max pooled connections per upstream")
+    upstream_idle_timeout: float = duration_field(
+        "4s", "close pooled upstream connections idle this long (under the parent's keep-alive)"
+    )
     heuristic_max_age: float = duration_field(
         "1h", "cap on heuristic freshness (RFC 9111 §4.2.2) for responses without one"
     )
@@ -220,7 +241,9 @@ class CacheSettings(ServiceSettings):
     origin_concurrency: int = option(0, "upstream fetches in flight at once (0 = no cap)")
     origin_wait: float = duration_field("500ms", "longest wait for an origin token before a 503")
     fallback: str = option("", "URL used directly when every --upstream is down ('' = none)")
-    breaker_failures: int = option(5, "consecutive failures that open a parent's breaker")
+    breaker_min_requests: int = option(
+        20, "requests to a parent within --breaker-window before its error rate can open it"
+    )
     breaker_error_rate: float = option(0.5, "error rate over --breaker-window that opens it")
     breaker_window: float = duration_field("10s", "window for --breaker-error-rate")
     breaker_cooldown: float = duration_field("5s", "open time before a half-open probe")
@@ -242,10 +265,12 @@ class CacheSettings(ServiceSettings):
             raise ValueError(f"--admission must be tinylfu or lru, got {self.admission!r}")
         if self.fallback and not self.fallback.startswith(("http://", "https://")):
             raise ValueError(f"--fallback must be an http(s) URL, got {self.fallback!r}")
-        for name in ("max_requests", "max_fills", "origin_burst", "breaker_failures"):
+        for name in ("max_requests", "max_fills", "origin_burst", "breaker_min_requests"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.origin_rate < 0 or self.origin_concurrency < 0:
             raise ValueError("--origin-rate and --origin-concurrency must not be negative")
+        if self.upstream_idle_timeout <= 0:
+            raise ValueError("--upstream-idle-timeout must be positive")
         if not 0 < self.breaker_error_rate <= 1:
             raise ValueError("--breaker-error-rate must be in (0, 1]")

@@ -239,7 +239,7 @@ async def test_storm_breaker_opens_and_failover_to_next_parent(upstream_app, sta
     healthy = await upstream_app({"/{name}": good})
     async with RawServer(broken).running() as bad:
         edge = await start_node(
-            "edge-1", [bad.url, url_of(healthy)], breaker_failures=3, breaker_cooldown=60.0
+            "edge-1", [bad.url, url_of(healthy)], breaker_min_requests=3, breaker_cooldown=60.0
         )
         breaker = edge.app[NODE].upstream.breakers[bad.url]
         for i in range(40):
