@@ -17,9 +17,10 @@ Scenarios:
   title (the catalogue's last, which nobody else watches).
 - ``chaos``: steady load while the regional is stopped with SIGTERM, and later
   the origin with SIGKILL; each is launched again (the same command on the
-  same ports) ``--outage`` seconds later (``loadtest.chaos``). Errors and
-  stalls are reported around each event, and the events are marked on the
-  plots. Needs its own topology.
+  same ports) ``--outage`` seconds later; then the origin answers 503 to
+  everything for ``--outage`` seconds, then cuts 5 % of its bodies with a reset
+  for as long (``loadtest.chaos``). Errors and stalls are reported around each
+  event, and the events are marked on the plots. Needs its own topology.
 
 Measured (``loadtest.viewerreport``): per request TTFB and time to the last
 byte, startup, stalls, rung switches; each tier's ``/metrics`` every
@@ -307,7 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = run_scenario(ns, ns.edge, admins, manifests, None)
             else:
                 assert library is not None
-                with Topology.start(library) as top:
+                tier_args: dict[str, tuple[str, ...]] = (
+                    {"origin": ("--fault-control",)} if ns.scenario == "chaos" else {}
+                )
+                with Topology.start(library, tier_args=tier_args) as top:
                     result = run_scenario(ns, *_endpoints(top), manifests, top)
                     top.check_alive()
     except (TopologyError, RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:

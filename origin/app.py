@@ -17,14 +17,20 @@ Invariants:
   Range gets 416 (RFC 9110 §14.2 would rather ignore the last two), and a
   ``<file>.gz``/``.br`` sibling is served for a matching Accept-Encoding.
 - Faults are off by default. ``fault_delay`` delays every response's headers;
-  ``fault_rate`` paces file bodies (full and Range) at that many bytes/s.
+  ``fault_rate`` paces file bodies (full and Range) at that many bytes/s;
+  ``fault_status`` answers every request with that status; ``fault_reset_rate``
+  cuts that share of file bodies halfway with a connection reset. With
+  ``fault_control`` the admin listener's ``PUT /faults`` changes the last two
+  while the origin runs (``tiercdn loadtest chaos`` uses it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
+import random
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -36,7 +42,9 @@ from origin.library import BadPath, Kind, Library, NotFound
 from origin.settings import OriginSettings
 
 __all__ = [
+    "FAULTS_KEY",
     "KIND_KEY",
+    "Faults",
     "LIBRARY_KEY",
     "METRICS_KEY",
     "SETTINGS_KEY",
@@ -106,7 +114,23 @@ class Metrics:
         }
 
 
+@dataclasses.dataclass
+class Faults:
+    """The faults changeable at run time (``PUT /faults``); from the settings at start."""
+
+    status: int = 0  # answer every request with this status (0 = off)
+    reset_rate: float = 0.0  # share of file bodies cut halfway by a reset
+    rng: random.Random = dataclasses.field(default_factory=random.Random, repr=False)
+
+    def resets(self) -> bool:
+        return bool(self.reset_rate) and self.rng.random() < self.reset_rate
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "reset_rate": self.reset_rate}
+
+
 SETTINGS_KEY = web.AppKey("origin_settings", OriginSettings)
+FAULTS_KEY = web.AppKey("origin_faults", Faults)
 LIBRARY_KEY = web.AppKey("origin_library", Library)
 METRICS_KEY = web.AppKey("origin_metrics", Metrics)
 KIND_KEY = web.RequestKey("origin_kind", Kind)
@@ -145,6 +169,24 @@ class _ThrottledFileResponse(web.FileResponse):
         return writer
 
 
+class _ResetFileResponse(web.FileResponse):
+    """A FileResponse cut halfway by a connection reset (the ``fault_reset_rate`` fault)."""
+
+    async def _sendfile(
+        self, request: web.BaseRequest, fobj: IO[Any], offset: int, count: int
+    ) -> AbstractStreamWriter:
+        writer = await super(web.FileResponse, self).prepare(request)
+        assert writer is not None
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, fobj.seek, offset)
+        data = await loop.run_in_executor(None, fobj.read, count // 2)
+        await writer.write(data)
+        await writer.drain()
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError("fault: body cut by a reset")
+
+
 def make_app(settings: OriginSettings) -> web.Application:
     """The origin's main application; raises ``FileNotFoundError`` without a library."""
     root = Path(settings.library)
@@ -154,6 +196,7 @@ def make_app(settings: OriginSettings) -> web.Application:
     app[SETTINGS_KEY] = settings
     app[LIBRARY_KEY] = Library(root)
     app[METRICS_KEY] = Metrics.create()
+    app[FAULTS_KEY] = Faults(settings.fault_status, settings.fault_reset_rate)
     app.router.add_route("*", "/{tail:.*}", _handle)
     app.on_response_prepare.append(_on_prepare)
     log.info("origin %s serving %s", settings.name, root.resolve())
@@ -168,6 +211,10 @@ def make_admin_app(app: web.Application) -> web.Application:
     admin.router.add_get("/metrics", _metrics)
     admin.router.add_get("/healthz", _healthz)
     admin.router.add_get("/stats", _stats)
+    if app[SETTINGS_KEY].fault_control:
+        admin[FAULTS_KEY] = app[FAULTS_KEY]
+        admin.router.add_get("/faults", _faults)
+        admin.router.add_put("/faults", _faults)
     return admin
 
 
@@ -179,6 +226,9 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     request[KIND_KEY] = Library.kind(PurePosixPath(raw))  # a label from the name only
     if settings.fault_delay:
         await asyncio.sleep(settings.fault_delay)
+    faults = request.app[FAULTS_KEY]
+    if faults.status:
+        return _error(faults.status, "fault injected (--fault-status)")
     if request.method not in (hdrs.METH_GET, hdrs.METH_HEAD):
         return _error(405, "method not allowed", {hdrs.ALLOW: "GET, HEAD"})
     library = request.app[LIBRARY_KEY]
@@ -198,7 +248,9 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return _error(404, "not found")
     kind = request[KIND_KEY] = Library.kind(path)
     response: web.FileResponse
-    if settings.fault_rate:
+    if request.method == hdrs.METH_GET and faults.resets():
+        response = _ResetFileResponse(path)
+    elif settings.fault_rate:
         response = _ThrottledFileResponse(path, settings.fault_rate)
     else:
         response = web.FileResponse(path)
@@ -238,6 +290,26 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
     if request.method != hdrs.METH_HEAD and response.status not in (204, 304):
         body = response.content_length or 0  # what we are about to send
     request.app[METRICS_KEY].record(request.get(KIND_KEY, Kind.OTHER), response.status, body)
+
+
+async def _faults(request: web.Request) -> web.Response:
+    """``GET /faults``: the faults now; ``PUT /faults`` with ``{"status": 503,
+    "reset_rate": 0.05}`` sets both (a missing one is off)."""
+    faults = request.app[FAULTS_KEY]
+    if request.method == hdrs.METH_PUT:
+        try:
+            body = json.loads(await request.content.read(4096) or b"{}")
+            status = body.get("status", 0)
+            rate = body.get("reset_rate", 0.0)
+        except (ValueError, AttributeError):
+            return _error(400, 'body must be JSON like {"status": 503, "reset_rate": 0.05}')
+        if not isinstance(status, int) or not (status == 0 or 400 <= status <= 599):
+            return _error(400, '"status" must be 0 or an error status 400..599')
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            return _error(400, '"reset_rate" must be a number in [0, 1]')
+        faults.status, faults.reset_rate = status, float(rate)
+        log.warning("faults now %s", faults.to_json())
+    return web.json_response(faults.to_json())
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -31,6 +31,13 @@ class OriginSettings(ServiceSettings):
     fault_rate: int = size_field(
         "0", "fault: per-response bandwidth cap in bytes per second (0 = off)"
     )
+    fault_status: int = option(0, "fault: answer every request with this status (0 = off)")
+    fault_reset_rate: float = option(
+        0.0, "fault: share of file responses cut mid-body by a connection reset (0 = off)"
+    )
+    fault_control: bool = option(
+        False, "accept PUT /faults on the admin listener to change faults at run time"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -41,3 +48,7 @@ class OriginSettings(ServiceSettings):
                 raise ValueError(f"--{field.replace('_', '-')} must not be negative")
         if self.fault_rate < 0:
             raise ValueError("--fault-rate must not be negative")
+        if self.fault_status and not 400 <= self.fault_status <= 599:
+            raise ValueError("--fault-status must be 0 or an error status 400..599")
+        if not 0 <= self.fault_reset_rate <= 1:
+            raise ValueError("--fault-reset-rate must be in [0, 1]")

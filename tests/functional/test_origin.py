@@ -403,6 +403,36 @@ async def test_origin_fault_rate_paces_bodies_and_keeps_range(
     assert body == sample_file(sample_library, "init-2.mp4")
 
 
+async def test_origin_fault_status_and_resets_change_at_run_time(
+    aiohttp_client: AiohttpClient, start_origin: StartOrigin, sample_library: Path
+) -> None:
+    """--fault-status answers every request with it (no-store); PUT /faults on the admin
+    listener (only with --fault-control) changes it and the reset rate while running;
+    a reset cuts the body halfway, never passing a short body off as whole."""
+    server = await start_origin(fault_status=503, fault_control=True)
+    admin = await aiohttp_client(make_admin_app(server.app))
+    status, headers, body = await raw_request(server, "/sample/init-2.mp4")
+    assert status == 503 and headers["cache-control"] == "no-store"
+    assert b"fault injected" in body
+    resp = await admin.put("/faults", json={"reset_rate": 1})
+    assert resp.status == 200 and await resp.json() == {"status": 0, "reset_rate": 1.0}
+    data = sample_file(sample_library, "chunk-1-00002.m4s")
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(b"GET /sample/chunk-1-00002.m4s HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = await asyncio.wait_for(reader.read(-1), 10)  # until the reset or EOF
+    writer.close()
+    head, _, cut = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and f"{len(data)}".encode() in head
+    assert 0 < len(cut) < len(data) and data.startswith(cut)
+    for bad in ({"status": 200}, {"reset_rate": 2}, [1]):
+        assert (await admin.put("/faults", json=bad)).status == 400
+    assert (await admin.put("/faults", json={})).status == 200
+    status, _, body = await raw_request(server, "/sample/chunk-1-00002.m4s")
+    assert status == 200 and body == data
+    plain = await start_origin()
+    assert (await (await aiohttp_client(make_admin_app(plain.app))).get("/faults")).status == 404
+
+
 def test_origin_settings_reject_bad_values(sample_library: Path) -> None:
     """Settings validate ports, names, durations and the log level."""
     bads: tuple[dict[str, Any], ...] = (
@@ -411,6 +441,8 @@ def test_origin_settings_reject_bad_values(sample_library: Path) -> None:
         {"fault_delay": -1.0},
         {"log_level": "LOUD"},
         {"library": ""},
+        {"fault_status": 200},
+        {"fault_reset_rate": 1.5},
     )
     for bad in bads:
         with pytest.raises(ValueError):
