@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from origin.app import make_admin_app, make_app
+from origin.app import METRICS_KEY, make_admin_app, make_app
 from origin.packager import DEFAULT_LADDER, PackagingError, make_sample, package, parse_ladder
 from origin.settings import OriginSettings
+from shared.service.connection import ConnectionLimits
 from shared.service.run import configure_logging, run, serve
 from shared.service.settings import add_arguments, from_namespace
 from shared.service.units import parse_duration
@@ -103,6 +104,8 @@ def _serve(ns: argparse.Namespace) -> int:
             admin_port=settings.admin_port,
             access_log=settings.access_log,
             ready_message=ready,
+            limits=ConnectionLimits.of(settings),
+            registry=app[METRICS_KEY].registry,
         )
 
     return run(serving, use_uvloop=False)

@@ -45,6 +45,7 @@ __all__ = [
     "StaleReason",
     "decide",
     "freshness",
+    "may_serve_if_error",
     "may_serve_stale",
     "validators",
 ]
@@ -183,7 +184,7 @@ def decide(
     if "only-if-cached" in cc:  # RFC 9111 §5.2.1.7
         return Decision(Action.REJECT, key, fwd)
     if request.failures:
-        if stored is not None and may_serve_stale(stored, now, _if_error(stored, policy)):
+        if stored is not None and may_serve_if_error(stored, now, policy.stale_if_error):
             return Decision(Action.SERVE_STALE, None, fwd, StaleReason.IF_ERROR)
         if request.failures > policy.retries or not request.retryable:
             return Decision(Action.FAIL, key, Fwd.BYPASS if request.pass_marked else fwd)
@@ -223,10 +224,14 @@ def _stale_now(
     return None
 
 
-def _if_error(stored: CachedObject, policy: Policy) -> float:
-    """How long past expiry ``stored`` may stand in for a failing upstream (RFC 5861)."""
-    given = stale_rules(stored.headers).if_error
-    return policy.stale_if_error if given is None else given
+def may_serve_if_error(stored: CachedObject, now: float, default: float) -> bool:
+    """May ``stored`` stand in for a failing upstream at ``now`` (RFC 5861 §4)? Within
+    its own ``stale-if-error`` window, else ``default`` (``--stale-if-error``), past
+    expiry; never when must-revalidate, proxy-revalidate or no-cache forbid it. The
+    fetcher asks the same before it fails a fill on a 5xx, so the two agree."""
+    rules = stale_rules(stored.headers)
+    window = default if rules.if_error is None else rules.if_error
+    return not rules.forbidden and -stored.ttl(now) <= window
 
 
 def validators(stored: CachedObject) -> tuple[tuple[str, str], ...]:

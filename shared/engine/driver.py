@@ -7,11 +7,20 @@ before this reader's head, a stored body went bad). HEAD is answered from a
 GET, as nginx's ``proxy_cache_convert_head`` does. Other methods pass through;
 unsafe ones invalidate the stored URL (RFC 9111 §4.4). ``_record`` counts,
 logs and names every outcome in ``Cache-Status`` with the one member builder.
+
+Objects that are not stored cost a window, never their size: a Range request
+for a URL marked uncacheable (too large, no-store) is forwarded upstream as a
+Range, and a reader a shared streaming fill lets go continues on a private
+``Range: bytes=<pos>-`` fetch under ``If-Range`` (``_rest``), so it gets the
+same representation's bytes or an aborted connection, never other bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncGenerator
+from functools import partial
 from typing import TYPE_CHECKING, assert_never
 
 from aiohttp import web
@@ -27,7 +36,12 @@ from shared.engine.decide import (
     decide,
     freshness,
 )
-from shared.engine.errors import OriginBudgetExhausted, UpstreamError
+from shared.engine.errors import (
+    OriginBudgetExhausted,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from shared.engine.fetcher import upstream_headers
 from shared.engine.fills import FillHead
 from shared.engine.outcome import Fwd, Outcome, cache_status_member
@@ -35,6 +49,7 @@ from shared.http import (
     Lookup,
     invalidates,
     parse_cache_control,
+    parse_http_date,
     serve_to_authorized,
     vary_key,
     vary_names,
@@ -68,6 +83,7 @@ class Driver:
             True: m.fill_readers.labels("leader"),
             False: m.fill_readers.labels("joined"),
         }
+        self._resumed = m.fill_readers.labels("resumed")  # let go by a fill, fetched on
         self.misses_in_flight = 0  # requests waiting on a fill [guarded by: single event loop]
         self._limited = node.budget.limited  # settings: fixed for the node's life
         self._clock, self._policy = node.clock, node.policy
@@ -208,8 +224,14 @@ class Driver:
         assert key is not None  # every fill action names its fill
         private = decision.action is Action.PASS
         stale = stored if decision.action is Action.REVALIDATE else None
+        forward = _range_fields(req_h) if private and facts.pass_marked else ()
         fill, leader = self.fetcher.fetch(
-            key, req_h, stale=stale, conditional=decision.conditional, private=private
+            key,
+            req_h,
+            stale=stale,
+            conditional=decision.conditional,
+            private=private,
+            forward=forward,
         )
         reader = fill.reader()  # registered before the head: streaming fills keep its bytes
         try:
@@ -236,9 +258,35 @@ class Driver:
                 stored=head.retain and head.content_length is not None,  # else not known yet
             )
             self._record(request, outcome, member)
-            return await self.respond.from_fill(request, reader, head, member)
+            resume = partial(self._rest, key, head, req_h)
+            return await self.respond.from_fill(request, reader, head, member, resume)
         finally:
             reader.close()
+
+    async def _rest(
+        self,
+        key: FillKey,
+        head: FillHead,
+        req_h: CIMultiDictProxy[str],
+        pos: int,
+        end: int | None,
+    ) -> AsyncGenerator[bytes, None]:
+        """Bytes ``[pos, end)`` of the body ``head`` began, for a reader its shared
+        fill let go: a private fill asking for ``bytes=<pos>-`` under ``If-Range``
+        (RFC 9110 §13.1.5) so that only the same representation continues it."""
+        validator = _strong_validator(head.headers)
+        if validator is None:
+            raise UpstreamUnavailable("a reader left behind cannot resume: no strong validator")
+        self._resumed.inc()
+        last = "" if end is None else str(end - 1)
+        fields = (("Range", f"bytes={pos}-{last}"), ("If-Range", validator))
+        fill, _ = self.fetcher.fetch(key, req_h, private=True, forward=fields)
+        with fill.reader() as reader:
+            skip = _resumes_at(head, await reader.wait_head(), pos, end)
+            stop = None if end is None else skip + end - pos
+            async with contextlib.aclosing(reader.read(skip, stop)) as body:
+                async for chunk in body:
+                    yield chunk
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         """Pass a non-GET request through, invalidating the URL on unsafe success."""
@@ -289,6 +337,48 @@ def _target(request: web.Request) -> str:
     """The request target forwarded unchanged (path and query): the cache key."""
     raw = request.raw_path
     return raw if raw.startswith("/") else request.rel_url.raw_path_qs
+
+
+def _range_fields(req_h: CIMultiDictProxy[str]) -> tuple[tuple[str, str], ...]:
+    """A Range (and If-Range) a pass forwards: a range of an object too large to
+    store costs the range upstream, not the bytes before it."""
+    if "Range" not in req_h:
+        return ()
+    return tuple((name, req_h[name]) for name in ("Range", "If-Range") if name in req_h)
+
+
+def _strong_validator(headers: CIMultiDictProxy[str]) -> str | None:
+    """What an If-Range may carry for these headers (RFC 9110 §13.1.5): a strong
+    ETag, else a Last-Modified at least a second older than Date (§8.8.2.2)."""
+    etag = headers.get("ETag", "").strip()
+    if etag:
+        return etag if etag.startswith('"') else None
+    modified = parse_http_date(headers.get("Last-Modified"))
+    date = parse_http_date(headers.get("Date"))
+    if modified is None or date is None or date - modified < 1:
+        return None
+    return headers["Last-Modified"]
+
+
+def _resumes_at(first: FillHead, rest: FillHead, pos: int, end: int | None) -> int:
+    """Where byte ``pos`` of ``first``'s body is in ``rest``'s: 0 in a 206 from
+    ``pos``, ``pos`` in a 200 of the same representation; else raise."""
+    same = all(rest.headers.get(f) == first.headers.get(f) for f in ("ETag", "Last-Modified"))
+    length = first.content_length
+    if rest.status == 206 and same:
+        unit, _, spec = rest.headers.get("Content-Range", "").partition(" ")
+        span, _, total = spec.partition("/")
+        lo, _, hi = span.partition("-")
+        if (
+            unit == "bytes"
+            and lo == str(pos)
+            and (end is None or hi == str(end - 1))
+            and (length is None or total == str(length))
+        ):
+            return 0
+    elif rest.status == 200 and same and rest.content_length == length:
+        return pos
+    raise UpstreamBadResponse(f"cannot resume at byte {pos}: upstream answered {rest.status}")
 
 
 def _same_variant(head: FillHead, req_h: CIMultiDictProxy[str]) -> bool:

@@ -1,7 +1,8 @@
 """The engine's upstream failures, each with the status a client sees.
 
-Only ``upstream.py`` translates aiohttp exceptions into these; the proxy maps
-them to short responses in one place (``proxy.error_response``).
+Only ``upstream.py`` translates aiohttp exceptions into these; the driver maps
+them to short responses in one place (``Responder.error``). The fetcher raises
+``UpstreamErrorStatus`` itself, for a 5xx a stale copy will stand in for.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ __all__ = [
     "TruncatedBody",
     "UpstreamBadResponse",
     "UpstreamError",
+    "UpstreamErrorStatus",
     "UpstreamTimeout",
     "UpstreamUnavailable",
 ]
@@ -39,6 +41,15 @@ class UpstreamBadResponse(UpstreamError):
     """The parent answered something that is not valid HTTP."""
 
     status = 502
+
+
+class UpstreamErrorStatus(UpstreamError):
+    """The parent answered 5xx while a stored copy may stand in (stale-if-error,
+    RFC 5861 §4): the fill fails before its head so its readers serve that copy."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class TruncatedBody(UpstreamError):

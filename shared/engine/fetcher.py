@@ -11,6 +11,12 @@ Invariants: one fill per ``FillKey`` at a time (single flight); a fill belongs
 to the node (its task lives in the node's task group), not to a request; a
 fill's error reaches every reader and nothing partial is stored; an answer
 that cannot be stored leaves a pass mark so later requests skip the queue.
+
+Stale on upstream errors (RFC 5861 §4): a fill revalidating a stored copy that
+stale-if-error allows (``may_serve_if_error``) fails before its head when the
+parent answers 500/502/503/504, or at once when every breaker is open
+(``fail_fast``), so its readers serve that copy; without such a copy the
+parent's own answer passes through and the stored copy is kept for later.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from shared.dash import SegmentIndex, is_manifest
 from shared.engine.budget import OriginBudget
-from shared.engine.decide import FillKey
+from shared.engine.decide import FillKey, may_serve_if_error
 from shared.engine.errors import (
     OriginBudgetExhausted,
     TruncatedBody,
     UpstreamBadResponse,
     UpstreamError,
+    UpstreamErrorStatus,
     UpstreamUnavailable,
 )
 from shared.engine.fills import Fill, FillHead, FillTable
@@ -66,6 +73,8 @@ _PASS_REASONS = frozenset(
     for v in (Storable.NO_STORE, Storable.PRIVATE, Storable.VARY_STAR)
     + (Storable.NO_FRESHNESS, Storable.NOT_FRESH)
 ) | {"too-large"}
+# Parent answers a stored copy may stand in for (RFC 5861 §4).
+_STALE_IF_ERROR_STATUSES = frozenset({500, 502, 503, 504})
 
 
 def upstream_headers(
@@ -97,6 +106,7 @@ class Fetcher:
         max_object_bytes: int,
         heuristic_max_age: float,
         pass_ttl: float,
+        stale_if_error: float,
     ) -> None:
         self.via = via
         self.store = store
@@ -108,6 +118,7 @@ class Fetcher:
         self.clock = clock
         self.max_object_bytes = max_object_bytes
         self.heuristic_max_age = heuristic_max_age
+        self.stale_if_error = stale_if_error  # --stale-if-error: when a response names none
         self.fills = FillTable()
         # guarded by: single event loop (every field below)
         # URLs whose last answer could not be stored: they skip the fill queue.
@@ -124,18 +135,21 @@ class Fetcher:
         stale: CachedObject | None = None,
         conditional: tuple[tuple[str, str], ...] = (),
         private: bool = False,
+        forward: tuple[tuple[str, str], ...] = (),
     ) -> tuple[Fill, bool]:
         """The fill for ``key`` and True if this call leads it (and started it).
 
         ``private``: a fill nobody joins (Authorization, no-store, pass). ``stale``
-        with ``conditional``: a stored copy a 304 may confirm."""
+        with ``conditional``: a stored copy a 304 may confirm. ``forward``: fields
+        a private fill sends upstream as they are (a reader's Range and If-Range)."""
+        assert private or not forward, "only a private fill may forward a reader's fields"
         if private:
             fill, leader = self.fills.private(key), True
         else:
             fill, leader = self.fills.join_or_lead(key)
         if leader:
             snapshot = CIMultiDictProxy(CIMultiDict(req_h))
-            run = self._run(fill, key, snapshot, stale, conditional)
+            run = self._run(fill, key, snapshot, stale, conditional, forward)
             self.tasks.spawn(run, name=f"fill {key!r}")
         return fill, leader
 
@@ -170,11 +184,13 @@ class Fetcher:
         req_h: CIMultiDictProxy[str],
         stale: CachedObject | None,
         conditional: tuple[tuple[str, str], ...],
+        forward: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """Fetch ``key`` from upstream into ``fill``; store it if whole and storable."""
         headers = upstream_headers(req_h, self.via, conditional=True)
         for name, value in conditional if stale is not None else ():
             headers[name] = value
+        headers.extend(forward)  # a 206 is never stored (Storable.STATUS)
         url = key.url
         self.in_flight += 1
         try:
@@ -182,8 +198,15 @@ class Fetcher:
                 if self.budget.limited:
                     self.metrics.origin_wait_seconds.observe(waited)
                 request_time = self.clock()
-                async with self.upstream.request("GET", url, headers, key=_route(key)) as up:
+                stands_in = self._stands_in(stale, request_time)
+                async with self.upstream.request(
+                    "GET", url, headers, key=_route(key), fail_fast=stands_in
+                ) as up:
                     response_time = self.clock()
+                    if up.status in _STALE_IF_ERROR_STATUSES and self._stands_in(
+                        stale, response_time
+                    ):
+                        raise UpstreamErrorStatus(f"{up.parent} answered {up.status}", up.status)
                     if up.status == 304 and stale is not None:
                         await self._revalidated(
                             fill, stale, up.headers, req_h, request_time, response_time
@@ -209,6 +232,10 @@ class Fetcher:
             fill.fail(UpstreamUnavailable("fill abandoned"))  # no-op once finished
             self.fills.release(fill)
 
+    def _stands_in(self, stale: CachedObject | None, now: float) -> bool:
+        """May ``stale`` be served at ``now`` if this fill fails (stale-if-error)?"""
+        return stale is not None and may_serve_if_error(stale, now, self.stale_if_error)
+
     async def _stream(
         self,
         fill: Fill,
@@ -230,7 +257,7 @@ class Fetcher:
         retain = keep and fill.retaining  # not if purged before the head came
         if not keep:
             self._uncached(fill, url, "too-large" if verdict is Storable.YES else verdict.value)
-            if stale is not None:
+            if stale is not None and up.status < 500:  # a newer answer replaces it
                 self.store.remove(url, stale.vary_key)
         fill.start(FillHead(up.status, resp_h, up.content_length, retain, req_h))
         async for chunk in up.chunks():

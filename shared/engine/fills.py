@@ -11,9 +11,14 @@ Two modes, chosen when the response head arrives:
 - *retained* (the response will be stored): every chunk is kept until the
   fill completes; memory is bounded by ``max_object_bytes`` per fill.
 - *streaming* (uncacheable or too large): chunks every reader has consumed
-  are dropped, and the writer waits while more than ``window`` bytes are
-  buffered ahead of the slowest reader. Late readers cannot join such a fill:
-  the table forgets it as soon as it stops retaining.
+  are dropped, and the writer keeps the pace of the *fastest* reader: it waits
+  while even that one is more than ``window`` bytes behind. Readers of a shared
+  fill that fall more than ``window`` behind it, or whose range starts more
+  than ``window`` past what has arrived, are *detached*: their next read raises
+  ``FillDetached`` with the byte they need, and the caller continues them on a
+  stream of their own. So a streaming fill holds at most ``window`` + one chunk,
+  and no reader waits for another. Late readers cannot join such a fill: the
+  table forgets it as soon as it stops retaining.
 
 A fill's error reaches every reader; a fill that fails is never stored.
 """
@@ -27,7 +32,9 @@ from collections.abc import AsyncGenerator, Hashable
 
 from multidict import CIMultiDictProxy
 
-__all__ = ["Fill", "FillHead", "FillTable"]
+from shared.engine.errors import UpstreamUnavailable
+
+__all__ = ["Fill", "FillDetached", "FillHead", "FillReader", "FillTable"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,15 +54,26 @@ class FillHead:
     )
 
 
+class FillDetached(UpstreamUnavailable):
+    """This reader was let go by a shared streaming fill, which no longer holds the
+    bytes it needs from ``pos`` on: continue it on a stream of its own. A caller
+    that cannot sees a failed fill (its client is aborted, never sent wrong bytes)."""
+
+    def __init__(self, pos: int) -> None:
+        super().__init__(f"reader detached at byte {pos}")
+        self.pos = pos
+
+
 class _Cursor:
     """A reader's position: byte offset and the chunk that holds it."""
 
-    __slots__ = ("index", "offset", "pos")
+    __slots__ = ("detached", "index", "offset", "pos")
 
     def __init__(self, pos: int, index: int, offset: int) -> None:
         self.pos = pos  # absolute byte offset
         self.index = index  # absolute chunk number holding ``pos``
         self.offset = offset  # offset of ``pos`` inside that chunk
+        self.detached = False  # let go by a streaming fill: its bytes may be gone
 
 
 class Fill:
@@ -70,6 +88,7 @@ class Fill:
         self.done = False
         self.size = 0  # bytes appended so far
         self.joined = 0  # readers that ever joined
+        self.detached = 0  # readers let go (fell behind, or asked for bytes far ahead)
         # guarded by: single event loop
         self._chunks: deque[bytes] = deque()
         self._base = 0  # byte offset of _chunks[0] (non-zero once streaming drops data)
@@ -96,6 +115,7 @@ class Fill:
         """Switch to streaming mode (the object turned out too large to store)."""
         self._retain = False
         self._trim()
+        self._wake()  # whoever waits for a whole body stops waiting
 
     def finish(self) -> None:
         self.done = True
@@ -115,6 +135,11 @@ class Fill:
     def readers(self) -> int:
         return len(self._cursors)
 
+    @property
+    def held(self) -> int:
+        """Body bytes kept in memory now."""
+        return self.size - self._base
+
     def backlog(self) -> int:
         """Bytes buffered ahead of the slowest reader (streaming mode)."""
         if not self._cursors:
@@ -122,10 +147,15 @@ class Fill:
         return self.size - min(c.pos for c in self._cursors)
 
     async def drained(self) -> None:
-        """Wait until the backlog is within the window (streaming mode only)."""
-        while not self._retain and self._cursors and self.backlog() > self.window:
+        """Streaming mode: wait until the fastest reader is within the window, then
+        (a shared fill) detach the readers further behind than that."""
+        while not self._retain and self._cursors and self._lead() > self.window:
             self._drained.clear()
             await self._drained.wait()
+        if not self._retain and self.shared:
+            for cursor in [c for c in self._cursors if self.size - c.pos > self.window]:
+                self._detach(cursor)
+            self._trim()
 
     def body(self) -> bytes:
         """The whole body of a complete, retained fill."""
@@ -141,6 +171,15 @@ class Fill:
                 raise self.error
             await self._wait()
         return self.head
+
+    async def whole_size(self) -> int | None:
+        """The size of a retained fill once complete (raises its error); None once it
+        stops retaining. Waits without a cursor: it paces and pins nothing."""
+        while self._retain and not self.done:
+            await self._wait()
+        if self.error is not None:
+            raise self.error
+        return self.size if self._retain else None
 
     def reader(self) -> FillReader:
         """Register a reader at offset 0 *now*, so streaming mode keeps its bytes
@@ -170,15 +209,24 @@ class Fill:
             cursor.offset = hi
         return piece
 
+    def _lead(self) -> int:
+        """Bytes buffered ahead of the fastest reader."""
+        return self.size - max(c.pos for c in self._cursors)
+
+    def _detach(self, cursor: _Cursor) -> None:
+        cursor.detached = True
+        self._cursors.discard(cursor)
+        self.detached += 1
+
     def _trim(self) -> None:
+        """Drop the chunks every reader has passed (streaming mode); wake the writer."""
         if self._retain:
             return
         low = min((c.pos for c in self._cursors), default=self.size)
         while self._chunks and self._base + len(self._chunks[0]) <= low:
             self._base += len(self._chunks.popleft())
             self._dropped += 1
-        if self.backlog() <= self.window:
-            self._drained.set()
+        self._drained.set()  # a reader moved: the writer checks its window again
 
     async def _wait(self) -> None:
         await self._grew.wait()
@@ -191,9 +239,10 @@ class Fill:
     def __repr__(self) -> str:
         state = "failed" if self.error else "done" if self.done else "filling"
         mode = "retained" if self._retain else "streaming"
+        detached = f" detached={self.detached}" if self.detached else ""
         return (
             f"<Fill {self.key!r} {state} {mode} size={self.size} "
-            f"readers={len(self._cursors)} joined={self.joined}>"
+            f"readers={len(self._cursors)} joined={self.joined}{detached}>"
         )
 
 
@@ -214,20 +263,25 @@ class FillReader:
     async def read(self, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         """Yield the body bytes in ``[start, end)`` as they arrive.
 
-        Raises the fill's error if it fails before ``end`` (or its end)."""
+        Raises the fill's error if it fails before ``end`` (or its end), and
+        ``FillDetached`` if a shared streaming fill let this reader go."""
         fill, cursor = self.fill, self._cursor
         while end is None or cursor.pos < end:
+            if cursor.detached:
+                raise FillDetached(max(cursor.pos, start))
             if cursor.pos < fill.size:
-                if cursor.pos < start:
-                    fill._take(cursor, start)  # skip to the start of the range
-                    continue
-                chunk = fill._take(cursor, end)
+                skip = cursor.pos < start  # to the start of the range, dropping as it goes
+                chunk = fill._take(cursor, start if skip else end)
                 fill._trim()  # before yielding: the consumer may not come back soon
-                yield chunk
+                if not skip:
+                    yield chunk
             elif fill.error is not None:
                 raise fill.error
             elif fill.done:
                 return
+            elif start - fill.size > fill.window and fill.shared and not fill.retaining:
+                fill._detach(cursor)  # its range is far ahead: don't wait reading up to it
+                fill._trim()
             else:
                 await fill._wait()
 

@@ -75,6 +75,7 @@ class Node:
             connections=s.upstream_connections,
             metrics=m,
             fallback=s.fallback,
+            idle_timeout=s.upstream_idle_timeout,
             breaker=lambda: CircuitBreaker(
                 min_requests=s.breaker_min_requests,
                 error_rate=s.breaker_error_rate,
@@ -110,6 +111,7 @@ class Node:
             max_object_bytes=s.max_object_bytes,
             heuristic_max_age=s.heuristic_max_age,
             pass_ttl=s.pass_ttl,
+            stale_if_error=s.stale_if_error,
         )
         self.on_request: list[RequestHook] = []  # a tier's policies: called per GET/HEAD
         self.counts: collections.Counter[Outcome] = collections.Counter()  # for /stats

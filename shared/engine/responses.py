@@ -4,7 +4,9 @@ From a stored object (hit or stale), from a fill (streamed as it grows), from
 an upstream pass-through, or a short error. Each applies the reader's own
 conditionals (304) and Range (206/416) to the whole object, and adds the
 node's ``Cache-Status`` member and ``Via``. A body cut short upstream aborts
-the client's connection: a short body must never look complete.
+the client's connection: a short body must never look complete. A reader a
+shared streaming fill lets go (``FillDetached``) continues from the byte it
+reached on the stream its caller's ``Resume`` opens.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import AsyncGenerator, Callable
 from typing import IO
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from shared.engine.errors import UpstreamError
-from shared.engine.fills import Fill, FillHead, FillReader
+from shared.engine.fills import FillDetached, FillHead, FillReader
 from shared.engine.upstream import UpstreamResponse
 from shared.http import (
     RangeKind,
@@ -31,7 +34,7 @@ from shared.http import (
 from shared.service.metrics import Metrics
 from shared.store import CachedObject
 
-__all__ = ["Responder", "send_file"]
+__all__ = ["Responder", "Resume", "send_file"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,9 @@ _NOT_MODIFIED = frozenset(
 )
 _DETAIL = {502: "bad-gateway", 503: "unavailable", 504: "timeout"}
 _SEND_CHUNK = 256 * 1024  # slice read per executor call when sendfile is unavailable [aiohttp]
+
+# The rest of a body, bytes ``[pos, end)``, from a stream of the reader's own.
+Resume = Callable[[int, int | None], AsyncGenerator[bytes, None]]
 
 
 class Responder:
@@ -135,9 +141,15 @@ class Responder:
         return headers
 
     async def from_fill(
-        self, request: web.Request, reader: FillReader, head: FillHead, member: str
+        self,
+        request: web.Request,
+        reader: FillReader,
+        head: FillHead,
+        member: str,
+        resume: Resume | None = None,
     ) -> web.StreamResponse:
-        """Answer one reader from a fill: 304, 416, 206 or the whole body, streamed."""
+        """Answer one reader from a fill: 304, 416, 206 or the whole body, streamed;
+        from ``resume`` on if the fill lets this reader go (else it is aborted)."""
         built = head.client_headers.get(member)
         if built is None:
             built = head.client_headers[member] = CIMultiDictProxy(
@@ -145,14 +157,14 @@ class Responder:
             )
         headers = CIMultiDict(built)
         req_h = request.headers
-        if head.status == 200 and evaluate_conditionals(request.method, req_h, head.headers):
+        if head.status in (200, 206) and evaluate_conditionals(request.method, req_h, head.headers):
             return _not_modified(headers)
         start, end, status = 0, head.content_length, head.status
         ranged = status == 200 and "Range" in req_h
         if ranged and if_range_matches(req_h.get("If-Range"), head.headers):
             length = head.content_length
             if length is None and reader.fill.retaining:  # chunked: known only at the end
-                length = await _drain(reader.fill)
+                length = await reader.fill.whole_size()
             if length is not None:  # else too large to wait for: whole object (RFC 9110 §14.2)
                 r = parse_range(req_h["Range"], length)
                 if r.kind in (RangeKind.UNSATISFIABLE, RangeKind.INVALID):
@@ -168,7 +180,7 @@ class Responder:
             return resp
         sent = 0
         try:
-            async with contextlib.aclosing(reader.read(start, end)) as body:
+            async with contextlib.aclosing(_body(reader, start, end, resume)) as body:
                 async for chunk in body:
                     await resp.write(chunk)
                     sent += len(chunk)
@@ -226,14 +238,24 @@ class Responder:
         return _DETAIL.get(status, str(status))
 
 
-async def _drain(fill: Fill) -> int | None:
-    """The length of a retained fill once complete (raises its error); None if the
-    fill turns out too large to keep, as waiting for its end would then pin it."""
-    async with contextlib.aclosing(fill.read()) as body:
-        async for _ in body:
-            if not fill.retaining:
-                return None
-    return fill.size
+async def _body(
+    reader: FillReader, start: int, end: int | None, resume: Resume | None
+) -> AsyncGenerator[bytes, None]:
+    """Bytes ``[start, end)`` from the fill; if it lets the reader go, the rest
+    from ``resume``, holding nothing of the fill meanwhile."""
+    try:
+        async with contextlib.aclosing(reader.read(start, end)) as body:
+            async for chunk in body:
+                yield chunk
+        return
+    except FillDetached as detached:
+        if resume is None:
+            raise
+        pos = detached.pos
+    reader.close()
+    async with contextlib.aclosing(resume(pos, end)) as rest:
+        async for chunk in rest:
+            yield chunk
 
 
 def _not_modified(headers: CIMultiDict[str]) -> web.Response:

@@ -4,6 +4,20 @@ The only module that talks aiohttp-client; its exceptions are translated here
 into ``shared.engine.errors`` (before the head: unavailable / timeout / bad
 response; mid-body: ``TruncatedBody``). Each parent has a circuit breaker;
 parents are tried in rendezvous order for the cache key, then the fallback.
+
+Faults stay small:
+
+- The last route is never closed: when every breaker refuses, the request still
+  goes upstream (every candidate again, in order), unless the caller has a stale
+  copy to serve instead (``fail_fast``).
+- A request without a body that fails on a *reused* pooled connection before any
+  response byte (the upstream closed it while idle: the keep-alive race) is sent
+  once more on a new connection, as nginx's ``proxy_next_upstream error`` does.
+  Pooled connections idle longer than ``idle_timeout`` are not reused.
+- Read timeouts are ours (``asyncio.timeout`` around the head and each body
+  read), not aiohttp's ``sock_read``: aiohttp 3.14 can re-arm that timer on a
+  connection already back in the pool, and it later fails whichever request
+  reuses the connection, at once (aio-libs/aiohttp#12953).
 """
 
 from __future__ import annotations
@@ -12,7 +26,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import types
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -28,28 +43,46 @@ from shared.engine.errors import (
 )
 from shared.policy.breaker import BreakerState, CircuitBreaker
 from shared.policy.hashing import rendezvous_order
-from shared.service.metrics import Metrics
+from shared.service.metrics import Metrics, UpstreamFaults
 
 __all__ = ["UpstreamPool", "UpstreamResponse"]
 
 log = logging.getLogger(__name__)
 
+# Answers that count against a parent and move a safe request on to the next one.
+_FAILOVER_STATUSES = frozenset({502, 503, 504})
+# How a pooled connection the parent closed while idle fails, before any response byte.
+_DEAD_CONNECTION = (
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+    aiohttp.ClientConnectionResetError,
+)
+
 
 class UpstreamResponse:
     """A parent's response head and a body iterator that raises ``TruncatedBody``."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, parent: str, metrics: Metrics) -> None:
+    def __init__(
+        self, resp: aiohttp.ClientResponse, parent: str, metrics: Metrics, read_timeout: float
+    ) -> None:
         self._resp = resp
         self.parent = parent
         self.status = resp.status
         self.headers: CIMultiDictProxy[str] = resp.headers
         self.content_length = resp.content_length
         self._metrics = metrics
+        self._read_timeout = read_timeout
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; a short or stalled body raises ``TruncatedBody``."""
+        """The body as it arrives; a short body, or none for ``read_timeout``, raises
+        ``TruncatedBody``."""
+        content = self._resp.content
         try:
-            async for chunk in self._resp.content.iter_any():
+            while True:
+                async with asyncio.timeout(self._read_timeout):
+                    chunk = await content.readany()
+                if not chunk:
+                    return
                 self._metrics.upstream_bytes.inc(len(chunk))
                 yield chunk
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
@@ -58,17 +91,24 @@ class UpstreamResponse:
             raise TruncatedBody("upstream body stalled (read timeout)") from exc
 
 
-_FAILOVER_STATUSES = frozenset({502, 503, 504})
+class _Attempt:
+    """Per request, filled in by the pooled session's trace hooks."""
+
+    __slots__ = ("reused",)
+
+    def __init__(self) -> None:
+        self.reused = False
 
 
 class UpstreamPool:
-    """The parents of one node, their breakers, and the session used to reach them.
+    """The parents of one node, their breakers, and the sessions used to reach them.
 
     A request tries the parents in rendezvous order for its key, then the
-    fallback (the origin, if configured), skipping parents whose breaker is
-    open. A safe request moves on when a parent is unreachable, times out
-    before its head, or answers 502/503/504; with every breaker open it fails
-    at once, so the caller can serve stale without waiting for a timeout.
+    fallback (the origin, if configured), skipping parents whose breaker
+    refuses. A safe request moves on when a parent is unreachable, times out
+    before its head, or answers 502/503/504. When every breaker refuses, it
+    goes to them all again in order (the last route), or with ``fail_fast``
+    fails at once so the caller serves its stale copy without waiting.
     """
 
     def __init__(
@@ -80,40 +120,55 @@ class UpstreamPool:
         connections: int,
         metrics: Metrics,
         fallback: str = "",
+        idle_timeout: float = 4.0,
         breaker: Callable[[], CircuitBreaker] = CircuitBreaker,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.parents = [p.rstrip("/") for p in parents]
         self.fallback = fallback.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=read_timeout
-        )
+        # sock_read stays off: read timeouts are ours (see the module docstring)
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
+        self._read_timeout = read_timeout
+        self._idle_timeout = idle_timeout
         self._connections = connections
         self._metrics = metrics
+        self.faults = UpstreamFaults.create(metrics.registry)
         self._clock = clock
         every = [*self.parents, self.fallback] if self.fallback else self.parents
         self.breakers = {p: breaker() for p in every}
         for parent in every:
             metrics.breaker_state.labels(parent).set(0)
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None  # pooled keep-alive connections
+        self._fresh: aiohttp.ClientSession | None = None  # a new connection per request
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=0, limit_per_host=self._connections, keepalive_timeout=30
+        traces = aiohttp.TraceConfig()
+        traces.on_connection_reuseconn.append(_reused)
+        traces.on_connection_create_start.append(_created)
+        pooled = aiohttp.TCPConnector(
+            limit=0, limit_per_host=self._connections, keepalive_timeout=self._idle_timeout
         )
-        self._session = aiohttp.ClientSession(
+        self._session = self._new_session(pooled, [traces])
+        self._fresh = self._new_session(aiohttp.TCPConnector(limit=0, force_close=True), [])
+
+    def _new_session(
+        self, connector: aiohttp.TCPConnector, traces: list[aiohttp.TraceConfig]
+    ) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
             auto_decompress=False,  # bytes pass through as the parent encoded them
             skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
             cookie_jar=aiohttp.DummyCookieJar(),
             max_field_size=16384,
+            trace_configs=traces,
         )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._fresh):
+            if session is not None:
+                await session.close()
+        self._session = self._fresh = None
 
     def order(self, key: str) -> list[str]:
         """Parents in the order a request for ``key`` tries them."""
@@ -129,29 +184,23 @@ class UpstreamPool:
         *,
         key: str,
         data: Any = None,
+        fail_fast: bool = False,
     ) -> AsyncIterator[UpstreamResponse]:
         """Send ``method target`` to the first parent for ``key`` that answers.
 
-        ``target`` is the raw path and query, forwarded unchanged."""
-        assert self._session is not None, "UpstreamPool.start() was not awaited"
+        ``target`` is the raw path and query, forwarded unchanged. ``fail_fast``:
+        the caller has a stale copy to serve, so with every breaker open this fails
+        at once (``UpstreamUnavailable``) instead of taking the last route."""
         safe = data is None and method in ("GET", "HEAD")
-        candidates = self.order(key)
         last: UpstreamError | None = None
-        for i, parent in enumerate(candidates):
-            if not self.breakers[parent].allow(self._clock()):
-                continue
-            more = safe and i + 1 < len(candidates)
+        for parent, more, last_route in self.routes(key, fail_fast, safe):
+            breaker = self.breakers[parent]
             started = time.monotonic()
             try:
-                resp = await self._session.request(
-                    method,
-                    URL(parent + target, encoded=True),
-                    headers=headers,
-                    data=data,
-                    allow_redirects=False,
-                )
+                resp = await self._send(parent, method, target, headers, data)
             except asyncio.CancelledError:
-                self.breakers[parent].abandon()
+                if not last_route:
+                    breaker.abandon()  # frees the half-open probe it may hold
                 raise
             except Exception as exc:
                 last = self._translate(exc, parent)
@@ -161,22 +210,27 @@ class UpstreamPool:
                     continue
                 raise last from exc
             self._metrics.upstream_seconds.observe(time.monotonic() - started)
-            if more and resp.status in _FAILOVER_STATUSES:
+            failed = resp.status in _FAILOVER_STATUSES
+            if more and failed:
                 self._outcome(parent, f"{resp.status // 100}xx", ok=False)
                 resp.close()
                 last = UpstreamUnavailable(f"{parent} answered {resp.status}")
                 log.warning("parent %s answered %d, trying the next", parent, resp.status)
                 continue
             try:
-                yield UpstreamResponse(resp, parent, self._metrics)
+                yield UpstreamResponse(resp, parent, self._metrics, self._read_timeout)
             except TruncatedBody:
                 self._outcome(parent, "TruncatedBody", ok=False)
                 raise
-            except BaseException:
-                self.breakers[parent].abandon()
+            except asyncio.CancelledError:
+                if not last_route:
+                    breaker.abandon()
+                raise
+            except BaseException:  # the caller declined the answer (a 5xx it won't serve)
+                self._outcome(parent, f"{resp.status // 100}xx", ok=not failed)
                 raise
             else:
-                self._outcome(parent, f"{resp.status // 100}xx", ok=resp.status < 500)
+                self._outcome(parent, f"{resp.status // 100}xx", ok=not failed)
             finally:
                 # A body not read to its end poisons the connection: close it.
                 if resp.content.at_eof():
@@ -184,13 +238,63 @@ class UpstreamPool:
                 else:
                     resp.close()
             return
+        if last is None:
+            self.faults.refused.inc()
         raise last or UpstreamUnavailable("every parent's circuit breaker is open")
+
+    def routes(self, key: str, fail_fast: bool, safe: bool) -> Iterator[tuple[str, bool, bool]]:
+        """``(parent, more, last_route)`` to try for ``key``: parents whose breaker
+        allows a request now (``more``: a safe request could move on from it); if none
+        did and not ``fail_fast``, every parent again, breakers aside (the last route).
+        Lazy: a breaker's half-open probe is taken only when its parent is tried."""
+        candidates = self.order(key)
+        tried = False
+        for i, parent in enumerate(candidates):
+            if self.breakers[parent].allow(self._clock()):
+                tried = True
+                now = self._clock()
+                rest = candidates[i + 1 :]
+                yield parent, safe and any(self.breakers[p].available(now) for p in rest), False
+        if tried or fail_fast:
+            return
+        self.faults.last_route.inc()
+        log.debug("every breaker open for %s: taking the last route", key)
+        for i, parent in enumerate(candidates):
+            yield parent, safe and i + 1 < len(candidates), True
+
+    async def _send(
+        self, parent: str, method: str, target: str, headers: Mapping[str, str], data: Any
+    ) -> aiohttp.ClientResponse:
+        """The response head of ``parent`` within the read timeout. A dead pooled
+        connection (failed before any response byte) is replaced once by a new one."""
+        assert self._session is not None and self._fresh is not None, "start() not awaited"
+        url = URL(parent + target, encoded=True)
+        attempt = _Attempt()
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                return await self._session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    allow_redirects=False,
+                    trace_request_ctx=attempt,
+                )
+        except _DEAD_CONNECTION as exc:
+            if not attempt.reused or data is not None:
+                raise
+            log.info("pooled connection to %s was dead (%s): retrying on a new one", parent, exc)
+            self.faults.fresh_retries.inc()
+        async with asyncio.timeout(self._read_timeout):
+            return await self._fresh.request(method, url, headers=headers, allow_redirects=False)
 
     def _outcome(self, parent: str, result: str, *, ok: bool) -> None:
         self._metrics.upstream_requests.labels(parent, result).inc()
         changed = self.breakers[parent].record(ok, self._clock())
         if changed is not None:
-            log.warning("parent %s circuit breaker now %s", parent, changed.value)
+            log.warning(
+                "parent %s circuit breaker now %s %r", parent, changed.value, self.breakers[parent]
+            )
             self._metrics.breaker_state.labels(parent).set(_STATE_VALUE[changed])
 
     @staticmethod
@@ -207,6 +311,27 @@ class UpstreamPool:
 
     def __repr__(self) -> str:
         return f"<UpstreamPool parents={self.parents} fallback={self.fallback or None}>"
+
+
+async def _reused(
+    session: aiohttp.ClientSession,
+    context: types.SimpleNamespace,
+    params: aiohttp.TraceConnectionReuseconnParams,
+) -> None:
+    """Trace hook: the attempt now in progress went out on a pooled connection."""
+    if isinstance(context.trace_request_ctx, _Attempt):
+        context.trace_request_ctx.reused = True
+
+
+async def _created(
+    session: aiohttp.ClientSession,
+    context: types.SimpleNamespace,
+    params: aiohttp.TraceConnectionCreateStartParams,
+) -> None:
+    """Trace hook: the attempt now in progress opens a new connection (aiohttp's own
+    retry of an idempotent request does)."""
+    if isinstance(context.trace_request_ctx, _Attempt):
+        context.trace_request_ctx.reused = False
 
 
 _STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}

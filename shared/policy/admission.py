@@ -17,6 +17,11 @@ policy only names a verdict, the store evicts [Ristretto ``policy.Add``].
   rather than being halved [Caffeine], so every period is a full W: on a
   static Zipf(0.8) catalog that closes 0.03 more of the LRU → Belady gap
   (``loadtest/zipf.py``).
+- Growth keeps what was learned: every index is ``x & mask``, so doubling a
+  row by copying it into both halves puts each key's counter (and each
+  doorkeeper bit) at its old index or at that index's copy: no estimate moves.
+  The narrower table's collisions come along and fade with the next resets;
+  the sample period grows with the expected objects.
 - Estimates are deterministic within a process only: builtin ``hash`` of a
   ``str`` is salted per process (PYTHONHASHSEED).
 """
@@ -54,6 +59,7 @@ class TinyLfu:
         door_bits = _pow2(self.expected_objects * _DOOR_BITS_PER_OBJECT)
         self._door_mask = door_bits - 1
         self._door = bytearray(door_bits // 8)
+        self._sample_factor = sample_factor
         self.sample_size = sample_factor * self.expected_objects
         self._samples = 0
         self.resets = 0
@@ -95,6 +101,27 @@ class TinyLfu:
         Size-awareness is the caller's: it names every victim the candidate displaces."""
         freq = self.estimate(candidate)
         return all(freq > self.estimate(v) for v in victims)
+
+    def grow(self, expected_objects: int) -> None:
+        """Size the sketch for ``expected_objects`` (never smaller), keeping every estimate.
+
+        Widths stay powers of two, so a wider row is the old one repeated: index
+        ``x & (k * width - 1)`` holds a copy of ``x & (width - 1)``'s counter. The
+        sample count carries on; the next reset comes ``sample_factor`` records per
+        expected object after the last one."""
+        if expected_objects <= self.expected_objects:
+            return
+        self.expected_objects = expected_objects
+        width = _pow2(expected_objects * _COUNTERS_PER_OBJECT)
+        if width > self._mask + 1:
+            copies = width // (self._mask + 1)
+            self._rows = [row * copies for row in self._rows]
+            self._mask = width - 1
+        door_bits = _pow2(expected_objects * _DOOR_BITS_PER_OBJECT)
+        if door_bits > self._door_mask + 1:  # bit p lives in byte p >> 3: bytes copy as bits do
+            self._door = self._door * (door_bits // (self._door_mask + 1))
+            self._door_mask = door_bits - 1
+        self.sample_size = self._sample_factor * expected_objects
 
     def _door_bits(self, h: int) -> tuple[int, int]:
         g = ((h ^ (h >> 31)) * _MIX2) & _MASK64

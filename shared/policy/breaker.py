@@ -1,19 +1,28 @@
-"""A per-parent circuit breaker: stop sending to a parent that keeps failing.
+"""A per-parent circuit breaker: skip a parent that is failing, never one that had
+a handful of bad responses.
 
-Pure: ``now`` is passed in. CLOSED lets everything through and opens on
-``failures`` consecutive failures, or on an error rate of at least
-``error_rate`` over the last ``window`` seconds (once ``min_requests`` were
-seen). OPEN refuses everything for ``cooldown`` seconds, then lets exactly one
-probe through (HALF_OPEN): its success closes the breaker, its failure opens
-it again.
+Pure: ``now`` is passed in. CLOSED lets everything through. It opens only on an
+error *rate*: over the last ``window`` seconds (counted in tenths of it), at least
+``min_requests`` outcomes were recorded and at least ``error_rate`` of them were
+failures (Hystrix's rule). OPEN refuses for ``cooldown`` seconds, then lets exactly
+one probe through (HALF_OPEN): its success closes the breaker with an empty window,
+its failure opens it again. Outcomes recorded while OPEN (requests already in
+flight, or sent on the last route) are counted but change nothing.
+
+A breaker only says a parent should be skipped. ``UpstreamPool`` never closes the
+last route (Envoy's panic threshold): when every breaker refuses, a request that
+has no stale copy to fall back on still goes upstream.
 """
 
 from __future__ import annotations
 
 import collections
 import enum
+import math
 
 __all__ = ["BreakerState", "CircuitBreaker"]
+
+_BUCKETS = 10  # the window slides in tenths: memory is bounded whatever the rate
 
 
 class BreakerState(enum.Enum):
@@ -28,23 +37,23 @@ class CircuitBreaker:
     def __init__(
         self,
         *,
-        failures: int = 5,
+        min_requests: int = 20,
         error_rate: float = 0.5,
         window: float = 10.0,
         cooldown: float = 5.0,
-        min_requests: int = 10,
     ) -> None:
-        self.failures = failures
+        self.min_requests = min_requests
         self.error_rate = error_rate
         self.window = window
         self.cooldown = cooldown
-        self.min_requests = min_requests
-        # guarded by: single event loop
+        # guarded by: single event loop (every field below)
         self.state = BreakerState.CLOSED
-        self._consecutive = 0
         self._opened_at = 0.0
         self._probing = False
-        self._recent: collections.deque[tuple[float, bool]] = collections.deque()
+        # [bucket number, outcomes, failures] per tenth of the window, oldest first
+        self._buckets: collections.deque[list[int]] = collections.deque()
+        self._total = 0
+        self._failures = 0
 
     def allow(self, now: float) -> bool:
         """May a request go to this parent now? (Takes the probe slot when half-open.)"""
@@ -58,36 +67,72 @@ class CircuitBreaker:
             return True
         return False
 
+    def available(self, now: float) -> bool:
+        """Would ``allow(now)`` let a request through? (Takes nothing.)"""
+        if self.state is BreakerState.OPEN:
+            return now - self._opened_at >= self.cooldown
+        return self.state is BreakerState.CLOSED or not self._probing
+
     def record(self, ok: bool, now: float) -> BreakerState | None:
         """Count one outcome; return the new state if it changed."""
+        self._count(ok, now)
         before = self.state
-        self._recent.append((now, ok))
-        while self._recent and self._recent[0][0] < now - self.window:
-            self._recent.popleft()
-        if ok:
-            self._consecutive = 0
-            if self.state is BreakerState.HALF_OPEN:
+        if before is BreakerState.HALF_OPEN:
+            self._probing = False
+            if ok:
                 self.state = BreakerState.CLOSED
-                self._recent.clear()
-        else:
-            self._consecutive += 1
-            if self.state is BreakerState.HALF_OPEN or self._tripped():
-                self.state = BreakerState.OPEN
-                self._opened_at = now
-        self._probing = False
+                self._forget()
+            else:
+                self._open(now)
+        elif before is BreakerState.CLOSED and not ok and self._tripped():
+            self._open(now)
         return self.state if self.state is not before else None
 
     def abandon(self) -> None:
         """A request let through ended without an outcome (cancelled): free the probe."""
         self._probing = False
 
+    def rate(self, now: float) -> tuple[int, int]:
+        """Failures and outcomes within the window at ``now``."""
+        self._expire(now)
+        return self._failures, self._total
+
     def _tripped(self) -> bool:
-        if self._consecutive >= self.failures:
-            return True
-        if len(self._recent) < self.min_requests:
-            return False
-        errors = sum(1 for _, ok in self._recent if not ok)
-        return errors / len(self._recent) >= self.error_rate
+        return self._total >= self.min_requests and (
+            self._failures >= self.error_rate * self._total
+        )
+
+    def _open(self, now: float) -> None:
+        self.state = BreakerState.OPEN
+        self._opened_at = now
+
+    def _count(self, ok: bool, now: float) -> None:
+        slot = self._expire(now)
+        failed = 0 if ok else 1
+        if self._buckets and self._buckets[-1][0] >= slot:
+            bucket = self._buckets[-1]
+            bucket[1] += 1
+            bucket[2] += failed
+        else:
+            self._buckets.append([slot, 1, failed])
+        self._total += 1
+        self._failures += failed
+
+    def _expire(self, now: float) -> int:
+        """Drop buckets that left the window; the bucket number of ``now``."""
+        slot = math.floor(now * _BUCKETS / self.window) if self.window > 0 else 0
+        while self._buckets and self._buckets[0][0] <= slot - _BUCKETS:
+            _, total, failures = self._buckets.popleft()
+            self._total -= total
+            self._failures -= failures
+        return slot
+
+    def _forget(self) -> None:
+        self._buckets.clear()
+        self._total = self._failures = 0
 
     def __repr__(self) -> str:
-        return f"<CircuitBreaker {self.state.value} consecutive={self._consecutive}>"
+        return (
+            f"<CircuitBreaker {self.state.value} {self._failures}/{self._total} failed"
+            f" (opens at {self.error_rate:.0%} of >= {self.min_requests} in {self.window:g}s)>"
+        )

@@ -6,23 +6,55 @@ never exposes them. Read-only routes are open; mutating ones (``POST /purge``,
 ``POST /prewarm``) need the node's ``--admin-token`` as ``Authorization:
 Bearer <token>`` or ``X-Tiercdn-Token: <token>``: none sent → 401, wrong → 403,
 and a node with no token configured refuses them all (403).
+
+Token checks never fail on the bytes sent: any header value (not UTF-8, empty,
+as long as the parser allows) is compared as the SHA-256 digests of both sides
+with ``hmac.compare_digest``, so neither content nor length shows in the time.
+Failed attempts (401, 403) are limited per client address by a token bucket
+(``FAILURE_BURST`` failures, then ``FAILURE_RATE`` per second): beyond it every
+mutating request from that address, right token or not, gets ``429`` with
+``Retry-After`` until a failure is allowed again, so a guess never learns
+anything while locked out. Requests that pass are never limited. At most
+``TRACKED_ADDRESSES`` addresses are remembered, each until its bucket is full
+again; every refusal is counted in ``tiercdn_admin_auth_failures_total{result}``.
 """
 
 from __future__ import annotations
 
+import enum
+import hashlib
 import hmac
 import json
+import logging
+import math
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from cachetools import TTLCache
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from shared.engine.node import NODE, Node
 from shared.engine.outcome import Outcome
 from shared.engine.prewarm import MAX_CONCURRENCY, prewarm, prewarm_top
+from shared.policy.ratelimit import TokenBucket
+from shared.service.metrics import admin_auth_failures
 
-__all__ = ["make_admin_app", "stats"]
+__all__ = [
+    "FAILURE_BURST",
+    "FAILURE_RATE",
+    "TRACKED_ADDRESSES",
+    "Refusal",
+    "make_admin_app",
+    "stats",
+]
+
+log = logging.getLogger(__name__)
+
+FAILURE_BURST = 10  # failed token checks an address may make at once...
+FAILURE_RATE = 1.0  # ...and then per second
+TRACKED_ADDRESSES = 4096  # addresses remembered (bounded memory)
 
 _FROM_CACHE = (Outcome.HIT, Outcome.STALE)
 _LOOKUPS = (*_FROM_CACHE, Outcome.MISS, Outcome.COALESCED, Outcome.REVALIDATED)
@@ -127,24 +159,97 @@ _MAX_BODY = 64 * 1024
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
+class Refusal(enum.Enum):
+    """Why a mutating admin request was refused (the metric's ``result`` label)."""
+
+    MISSING = "missing"  # 401: no token sent
+    WRONG = "wrong"  # 403
+    LIMITED = "limited"  # 429: too many failures from this address
+    DISABLED = "disabled"  # 403: the node has no --admin-token
+
+
+class _Lockout:
+    """Failed token checks per client address: a ``TokenBucket`` each, forgotten once
+    full again (an entry's TTL restarts at every failure)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        ttl = FAILURE_BURST / FAILURE_RATE  # time for an empty bucket to fill up
+        # guarded by: single event loop
+        self._buckets: TTLCache[str, TokenBucket] = TTLCache(TRACKED_ADDRESSES, ttl, clock)
+
+    def wait(self, address: str) -> float:
+        """Seconds before ``address`` may fail again (0: it may try now)."""
+        bucket = self._buckets.get(address)
+        return 0.0 if bucket is None else bucket.wait_time(self.clock())
+
+    def failed(self, address: str) -> None:
+        now = self.clock()
+        bucket = self._buckets.get(address) or TokenBucket(FAILURE_RATE, FAILURE_BURST, now)
+        bucket.try_take(now)
+        self._buckets[address] = bucket
+        if bucket.tokens(now) < 1:
+            log.info("admin: %s locked out after failed token checks", address)
+
+    def __repr__(self) -> str:
+        return f"<_Lockout addresses={len(self._buckets)}/{TRACKED_ADDRESSES}>"
+
+
+class _Guard:
+    """A node's token checks: the lockout and the refusal counts, shared by every admin
+    app made for the node (the counter can be registered only once)."""
+
+    def __init__(self, node: Node) -> None:
+        self.lockout = _Lockout(node.clock)
+        self._refused: Counter = admin_auth_failures(node.metrics.registry)
+        for refusal in Refusal:
+            self._refused.labels(refusal.value)
+
+    def refuse(self, refusal: Refusal, address: str) -> None:
+        """Count a refusal; a missing or wrong token is also a failure of ``address``."""
+        self._refused.labels(refusal.value).inc()
+        if refusal in (Refusal.MISSING, Refusal.WRONG):
+            self.lockout.failed(address)
+
+
+_guards: weakref.WeakKeyDictionary[Node, _Guard] = weakref.WeakKeyDictionary()
+
+
 def _mutating(node: Node) -> Callable[[Handler], Handler]:
     """Wrap a mutating route: it runs only for a request carrying the node's token."""
+    guard = _guards.get(node)
+    if guard is None:
+        guard = _guards[node] = _Guard(node)
 
     def wrap(handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.Response:
             expected = node.settings.admin_token
+            address = request.remote or ""
             if not expected:
+                guard.refuse(Refusal.DISABLED, address)
                 return _error(403, "admin token not configured on this node (--admin-token)")
+            if wait := guard.lockout.wait(address):
+                guard.refuse(Refusal.LIMITED, address)
+                retry = str(max(1, math.ceil(wait)))
+                return _error(429, "too many failed admin token checks", {"Retry-After": retry})
             sent = _token(request)
             if sent is None:
+                guard.refuse(Refusal.MISSING, address)
                 return _error(401, "admin token required", {"WWW-Authenticate": "Bearer"})
-            if not hmac.compare_digest(sent.encode(), expected.encode()):
+            if not hmac.compare_digest(_digest(sent), _digest(expected)):
+                guard.refuse(Refusal.WRONG, address)
                 return _error(403, "wrong admin token")
             return await handler(request)
 
         return guarded
 
     return wrap
+
+
+def _digest(token: str) -> bytes:
+    """Any ``str`` to 32 bytes: header values decoded with surrogateescape (bytes that
+    are not UTF-8) and lone surrogates encode too, so no token can raise."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 def _token(request: web.Request) -> str | None:

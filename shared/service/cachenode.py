@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from shared.engine.node import NODE
 from shared.service import run as service
 from shared.service.admin import make_admin_app
+from shared.service.connection import ConnectionLimits
 from shared.service.settings import CacheSettings, load
 
 __all__ = ["main"]
@@ -44,6 +46,8 @@ def main(
             admin_port=settings.admin_port,
             access_log=settings.access_log,
             ready_message=f"{settings.name} ready on http://{settings.host}:{settings.port}/",
+            limits=ConnectionLimits.of(settings),
+            registry=app[NODE].metrics.registry,
         )
 
     loop = settings.event_loop

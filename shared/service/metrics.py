@@ -201,3 +201,54 @@ class Metrics:
     def watch(self, node: NodeState) -> None:
         """Read the node's live state at scrape time."""
         self.registry.register(NodeCollector(node))
+
+
+# -- admin listener: refused token checks (issue 9) ---------------------------------
+
+__all__ += ["admin_auth_failures"]
+
+
+def admin_auth_failures(registry: CollectorRegistry) -> Counter:
+    """``tiercdn_admin_auth_failures_total{result}`` in ``registry``: mutating admin
+    requests refused for their token; the admin listener names the results."""
+    return Counter(
+        "tiercdn_admin_auth_failures",
+        "Mutating admin requests refused: token missing, wrong, rate-limited or not configured",
+        ("result",),
+        registry=registry,
+    )
+
+
+# -- upstream pool: dead pooled connections and the last route (issue 9) ---------------
+
+__all__ += ["UpstreamFaults"]
+
+
+@dataclasses.dataclass(frozen=True)
+class UpstreamFaults:
+    """Counters of ``shared.engine.upstream.UpstreamPool``'s fault handling."""
+
+    fresh_retries: Counter
+    last_route: Counter
+    refused: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> UpstreamFaults:
+        return cls(
+            fresh_retries=Counter(
+                "tiercdn_upstream_fresh_retries",
+                "Requests retried once on a new connection after a reused one failed"
+                " before any response byte",
+                registry=registry,
+            ),
+            last_route=Counter(
+                "tiercdn_upstream_last_route",
+                "Requests sent upstream with every circuit breaker open (no stale copy)",
+                registry=registry,
+            ),
+            refused=Counter(
+                "tiercdn_upstream_breaker_refused",
+                "Requests failed at once with every circuit breaker open (a stale copy stands in)",
+                registry=registry,
+            ),
+        )

@@ -1,7 +1,9 @@
 """Process plumbing: logging, uvloop, and running a node's listeners.
 
 The only module that configures logging. ``serve`` runs the main app and its
-admin app on their own listeners until SIGINT/SIGTERM, then shuts both down.
+admin app on their own listeners (``open_listeners``: both under the same
+``ConnectionLimits``, see ``shared.service.listener``) until SIGINT/SIGTERM,
+then shuts both down.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from prometheus_client import CollectorRegistry
 
+from shared.service.connection import ConnectionLimits
 from shared.service.limits import raise_fd_limit
+from shared.service.listener import Listener, ListenerCollector
 
-__all__ = ["AccessLogger", "configure_logging", "run", "serve"]
+__all__ = ["AccessLogger", "configure_logging", "open_listeners", "run", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,62 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+# A token of any size is judged by the admin app (401/403), not refused by the parser.
+ADMIN_MAX_FIELD = 128 * 1024
+
+
+async def open_listeners(
+    app: web.Application,
+    host: str,
+    port: int,
+    admin: web.Application | None = None,
+    admin_host: str = "127.0.0.1",
+    admin_port: int | None = None,
+    *,
+    limits: ConnectionLimits | None = None,
+    access_log: bool = False,
+    registry: CollectorRegistry | None = None,
+) -> list[Listener]:
+    """Start ``app``'s listener, then ``admin``'s (unless ``admin_port`` is None; 0 is
+    any free port); their counts go to ``registry`` when one is given. The caller
+    stops them (``Listener.stop``), last first."""
+    limits = limits or ConnectionLimits()
+    listeners = [
+        Listener(
+            app,
+            host,
+            port,
+            limits=limits,
+            access_log=logging.getLogger("tiercdn.access") if access_log else None,
+            access_log_class=AccessLogger,
+        )
+    ]
+    if admin is not None and admin_port is not None:
+        listeners.append(
+            Listener(
+                admin,
+                admin_host,
+                admin_port,
+                limits=limits,
+                name="admin",
+                max_field_size=ADMIN_MAX_FIELD,
+            )
+        )
+    started: list[Listener] = []
+    try:
+        for listener in listeners:
+            await listener.start()
+            started.append(listener)
+    except BaseException:
+        for listener in reversed(started):
+            with contextlib.suppress(Exception):
+                await listener.stop()
+        raise
+    if registry is not None:
+        registry.register(ListenerCollector(listener.stats for listener in listeners))
+    return listeners
+
+
 async def serve(
     app: web.Application,
     host: str,
@@ -83,39 +144,36 @@ async def serve(
     admin_port: int = 0,
     access_log: bool = False,
     ready_message: str | None = None,
+    limits: ConnectionLimits | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> None:
-    """Run ``app`` (and ``admin``) until SIGINT or SIGTERM, then stop cleanly."""
+    """Run ``app`` (and ``admin``, unless ``admin_port`` is 0) until SIGINT or SIGTERM,
+    then stop cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runners: list[web.AppRunner] = []
+    listeners = await open_listeners(
+        app,
+        host,
+        port,
+        admin,
+        admin_host,
+        admin_port or None,
+        limits=limits,
+        access_log=access_log,
+        registry=registry,
+    )
     try:
-        runner = web.AppRunner(
-            app,
-            access_log=logging.getLogger("tiercdn.access") if access_log else None,
-            access_log_class=AccessLogger,
-            handle_signals=False,
-        )
-        await runner.setup()
-        runners.append(runner)
-        # A flash crowd opens thousands of connections at once: a deep accept queue
-        # (the kernel caps it at net.core.somaxconn) instead of SYN retries.
-        await web.TCPSite(runner, host, port, reuse_address=True, backlog=4096).start()
-        if admin is not None and admin_port:
-            admin_runner = web.AppRunner(admin, access_log=None, handle_signals=False)
-            await admin_runner.setup()
-            runners.append(admin_runner)
-            await web.TCPSite(admin_runner, admin_host, admin_port, reuse_address=True).start()
-        log.info("listening on http://%s:%d (admin %s:%d)", host, port, admin_host, admin_port)
+        log.info("listening on %s", ", ".join(f"{x.host}:{x.port}" for x in listeners))
         if ready_message:
             print(ready_message, flush=True)
         await stop.wait()
         log.info("stopping")
     finally:
-        for r in reversed(runners):
+        for listener in reversed(listeners):
             with contextlib.suppress(Exception):
-                await r.cleanup()
+                await listener.stop()
 
 
 def run(coro_factory: Any, *, use_uvloop: bool = True) -> int:

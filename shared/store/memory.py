@@ -22,7 +22,8 @@ Two policies, both with entries in LRU lists (``OrderedDict``, oldest first):
   The window's share is reserved (main gets the rest), so the two together
   never pass the budget. A replaced entry (new variant, revalidation) starts
   again in the window. The sketch is sized for twice the entries held and
-  regrown as they grow; its few bytes per entry are not charged to the budget.
+  grown (keeping its counts) as they grow; its few bytes per entry are not
+  charged to the budget.
 
 Every variant that leaves the store (evicted, refused, replaced, removed,
 cleared) is handed to ``on_release`` once, so a store that keeps bodies
@@ -292,6 +293,8 @@ class MemoryStore:
             self._grow_sketch()
 
     def _grow_sketch(self) -> None:
-        """Size the sketch for twice the entries now held; what it learned is lost
-        [Caffeine ``ensureCapacity``]: it happens a few times while the store fills."""
-        self._sketch = TinyLfu(2 * len(self._index))
+        """Size the sketch for twice the entries now held, keeping what it learned:
+        a fresh node's popular head must survive the flood that fills it (Caffeine's
+        ``ensureCapacity`` starts over; ``TinyLfu.grow`` copies)."""
+        assert self._sketch is not None
+        self._sketch.grow(2 * len(self._index))

@@ -228,7 +228,8 @@ async def test_storm_origin_budget_503_then_stale_if_busy(upstream_app, start_no
 
 
 async def test_storm_breaker_opens_and_failover_to_next_parent(upstream_app, start_node, http):
-    """A failing parent is skipped once its breaker opens; requests succeed via the next."""
+    """A failing parent is skipped once its error rate opens its breaker (here after a
+    minimum volume of 3); requests succeed via the next, which stays closed."""
 
     async def good(request: web.Request) -> web.Response:
         return web.Response(body=b"ok", headers={"Cache-Control": "no-store"})
@@ -249,6 +250,7 @@ async def test_storm_breaker_opens_and_failover_to_next_parent(upstream_app, sta
                 assert breaker.state.value == "open"
                 seen = bad.requests
         assert bad.requests == seen  # not asked again while open
+        assert edge.app[NODE].upstream.breakers[url_of(healthy)].state.value == "closed"
 
 
 async def test_storm_regional_stopped_edge_fails_over(

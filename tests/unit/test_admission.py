@@ -111,3 +111,74 @@ def test_tinylfu_counts_any_hashable_key() -> None:
         for _ in range(i % 5):
             t.record(i * 1024)  # multiples of the width: raw indexing would collide
     assert [t.estimate(i * 1024) for i in range(10)] == [i % 5 for i in range(10)]
+
+
+# -- growth: a wider sketch keeps what the narrower one learned -----------------------
+
+
+def learned(t: TinyLfu) -> dict[object, int]:
+    """Estimates of keys counted 0..20 times (str and int) and of keys never seen."""
+    for i in range(300):
+        for _ in range(i % 21):
+            t.record(f"k-{i}" if i % 2 else i * 4096)
+    keys: list[object] = [f"k-{i}" if i % 2 else i * 4096 for i in range(300)]
+    keys += [f"unseen-{i}" for i in range(300)]
+    return {k: t.estimate(k) for k in keys}
+
+
+@pytest.mark.parametrize(("expected", "grown"), [(20, 24), (16, 40), (64, 128), (64, 5000)])
+def test_tinylfu_grow_keeps_every_estimate(expected: int, grown: int) -> None:
+    """Growing copies rows and doorkeeper into the wider tables: no estimate moves,
+    whether the width doubles, grows many times over or stays the same power of two."""
+    t = TinyLfu(expected, sample_factor=1000)  # no reset while learning
+    before = learned(t)
+    assert any(before.values()) and t.resets == 0
+    t.grow(grown)
+    assert t.expected_objects == grown and t.sample_size == 1000 * grown
+    assert {k: t.estimate(k) for k in before} == before
+
+
+def test_tinylfu_estimates_never_drop_across_repeated_growth() -> None:
+    """Growing step by step while counting (as a filling store does): every key's
+    estimate only rises until a reset halves it, and growth causes none."""
+    t = TinyLfu(16)
+    seen: dict[str, int] = {}
+    for step in range(12):
+        for i in range(40 * (step + 1)):
+            t.record(f"k-{i % 97}")
+        now = {f"k-{i}": t.estimate(f"k-{i}") for i in range(97)}
+        assert t.resets == 0
+        assert all(now[k] >= n for k, n in seen.items())
+        t.grow(t.expected_objects * 2)
+        assert {k: t.estimate(k) for k in now} == now, step
+        seen = now
+    assert t.expected_objects == 16 * 2**12 and "width=262144" in repr(t)  # 4 per object
+
+
+def test_tinylfu_grow_never_shrinks_and_keeps_the_sample_count() -> None:
+    """A smaller size is ignored; the sample count carries on, so the next reset comes
+    ``sample_factor`` records per (new) expected object after the last one."""
+    t = TinyLfu(32)
+    for i in range(300):
+        t.record(i)
+    t.grow(8)
+    assert t.expected_objects == 32 and t.sample_size == 320
+    t.grow(64)
+    assert t.sample_size == 640 and t.resets == 0
+    for i in range(300, 639):
+        t.record(i)
+    assert t.resets == 0
+    t.record("the 640th")
+    assert t.resets == 1
+
+
+def test_tinylfu_grown_sketch_has_room_for_its_new_load() -> None:
+    """After growing from 16 to 1000 expected objects, 1000 keys fit as well as in a
+    sketch built for 1000: false positives stay rare."""
+    t = TinyLfu(16)
+    t.grow(1000)
+    for i in range(1000):
+        t.record(f"seen-{i}")
+    assert t.resets == 0
+    false = sum(t.estimate(f"unseen-{i}") > 0 for i in range(1000))
+    assert false < 50

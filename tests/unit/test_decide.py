@@ -20,6 +20,7 @@ from shared.engine.decide import (
     StaleReason,
     decide,
     freshness,
+    may_serve_if_error,
 )
 from shared.engine.outcome import Fwd
 from shared.http import (
@@ -577,6 +578,26 @@ def test_decide_covers_every_action_reason_and_fwd():
     assert {x.reason for x in decisions} == {*StaleReason, None}
     assert {x.fwd for x in decisions} == {*Fwd, None} - {Fwd.METHOD}  # METHOD: not a GET
     assert {x.conditional for x in decisions} >= {BOTH, INM, IMS, ()}
+
+
+@pytest.mark.parametrize(
+    ("fields", "after", "default", "expected"),
+    [
+        pytest.param(SIE, 200, 0, True, id="own-window"),
+        pytest.param(SIE, 400, 1000, False, id="past-own-window-whatever-the-default"),
+        pytest.param(MAX60, 150, 120, True, id="default-window"),
+        pytest.param(MAX60, 200, 120, False, id="past-default-window"),
+        pytest.param(MAX60, 10, 0, True, id="still-fresh"),
+        pytest.param(MUST, 80, 120, False, id="must-revalidate"),
+        pytest.param(cc("max-age=60, proxy-revalidate"), 80, 120, False, id="proxy-revalidate"),
+        pytest.param(NO_CACHE, 80, 120, False, id="no-cache"),
+    ],
+)
+def test_may_serve_if_error(fields, after, default, expected):
+    """stale-if-error (RFC 5861 §4): the response's own window, else the default one,
+    past expiry; never when must-revalidate, proxy-revalidate or no-cache forbid it.
+    The fetcher asks it before failing a fill on a 5xx; decide, after the failure."""
+    assert may_serve_if_error(stored_response(fields), RT + after, default) is expected
 
 
 # -- freshness: the fast path, the full RFC path and the stored ttl agree ----------------------

@@ -15,7 +15,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from shared.dash import SegmentIndex
 from shared.engine.budget import OriginBudget
 from shared.engine.decide import FillKey
-from shared.engine.errors import TruncatedBody, UpstreamError
+from shared.engine.errors import (
+    TruncatedBody,
+    UpstreamError,
+    UpstreamErrorStatus,
+    UpstreamUnavailable,
+)
 from shared.engine.fetcher import Fetcher
 from shared.engine.fills import FillReader
 from shared.engine.tasks import TaskGroup
@@ -23,7 +28,7 @@ from shared.engine.upstream import UpstreamPool
 from shared.http import vary_key
 from shared.policy.breaker import CircuitBreaker
 from shared.service.metrics import Metrics
-from shared.store import FileBody, MemoryStore
+from shared.store import CachedObject, FileBody, MemoryStore
 from tests.functional.rawserver import RawServer, head
 from tests.helpers import Tally, url_of
 
@@ -82,7 +87,7 @@ async def origin(aiohttp_server) -> AsyncIterator[Origin]:
     o.answer()  # no handler left waiting when the server stops
 
 
-MakeFetcher = Callable[[str], Awaitable[Fetcher]]
+MakeFetcher = Callable[..., Awaitable[Fetcher]]
 
 
 @pytest.fixture
@@ -90,7 +95,7 @@ async def make_fetcher() -> AsyncIterator[MakeFetcher]:
     """A Fetcher over ``parent``, wired as ``shared.engine.node.Node`` wires one."""
     made: list[Fetcher] = []
 
-    async def make(parent: str) -> Fetcher:
+    async def make(parent: str, stale_if_error: float = 0.0) -> Fetcher:
         metrics = Metrics.create()
         upstream = UpstreamPool(
             [parent],
@@ -99,7 +104,7 @@ async def make_fetcher() -> AsyncIterator[MakeFetcher]:
             connections=8,
             metrics=metrics,
             fallback="",
-            breaker=lambda: CircuitBreaker(failures=100, cooldown=1.0),
+            breaker=lambda: CircuitBreaker(min_requests=100, cooldown=1.0),
         )
         await upstream.start()
         fetcher = Fetcher(
@@ -114,6 +119,7 @@ async def make_fetcher() -> AsyncIterator[MakeFetcher]:
             max_object_bytes=1 << 20,
             heuristic_max_age=3600,
             pass_ttl=30,
+            stale_if_error=stale_if_error,
         )
         made.append(fetcher)
         return fetcher
@@ -343,3 +349,117 @@ async def test_fetcher_abandon_stores_nothing(origin, make_fetcher, when, purged
     assert fill.error is None
     assert stored_bodies(fetcher) == ([body_for()] if kept else [])
     assert URL not in fetcher.pass_marks  # purged, not uncacheable: later requests queue
+
+
+# -- stale on upstream errors (RFC 5861 §4) ---------------------------------------------
+
+
+def stale_copy(cache_control: str) -> CachedObject:
+    """A stored 200 of ``URL`` that expired 40 s ago (max-age=60, received 100 s ago)."""
+    received = time.time() - 100
+    fields = {"Cache-Control": cache_control, "ETag": '"v1"'}
+    return CachedObject(
+        key=URL,
+        vary_names=(),
+        vary_key=(),
+        status=200,
+        headers=CIMultiDictProxy(CIMultiDict(fields)),
+        body=b"stale body",
+        request_time=received,
+        response_time=received,
+        lifetime=60.0,
+        initial_age=0.0,
+        must_validate="no-cache" in cache_control,
+    )
+
+
+@pytest.fixture
+async def failing(aiohttp_server) -> Callable[[int], Awaitable[tuple[str, list[str]]]]:
+    """An upstream answering every request with ``status`` and its own body."""
+
+    async def start(status: int) -> tuple[str, list[str]]:
+        seen: list[str] = []
+
+        async def handle(request: web.Request) -> web.Response:
+            seen.append(request.headers.get("If-None-Match", ""))
+            return web.Response(status=status, text=f"origin says {status}")
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", handle)
+        return url_of(await aiohttp_server(app)), seen
+
+    return start
+
+
+@pytest.mark.parametrize(
+    ("status", "cache_control", "policy", "stands_in"),
+    [
+        pytest.param(503, "max-age=60", 300.0, True, id="503-policy-window"),
+        pytest.param(500, "max-age=60, stale-if-error=300", 0.0, True, id="500-own-window"),
+        pytest.param(502, "max-age=60", 300.0, True, id="502"),
+        pytest.param(504, "max-age=60", 300.0, True, id="504"),
+        pytest.param(503, "max-age=60, stale-if-error=10", 300.0, False, id="past-own-window"),
+        pytest.param(503, "max-age=60", 30.0, False, id="past-policy-window"),
+        pytest.param(503, "max-age=60, must-revalidate", 300.0, False, id="must-revalidate"),
+        pytest.param(503, "max-age=60, proxy-revalidate", 300.0, False, id="proxy-revalidate"),
+        pytest.param(503, "no-cache, max-age=60", 300.0, False, id="no-cache"),
+        pytest.param(501, "max-age=60", 300.0, False, id="501-is-an-answer"),
+    ],
+)
+async def test_fetcher_upstream_5xx_fails_fill_when_stale_may_stand_in(
+    failing, make_fetcher, status, cache_control, policy, stands_in
+):
+    """A revalidating fill answered 500/502/503/504 fails before its head when the
+    stored copy may be served stale-if-error (its readers serve it); else the
+    upstream's own answer is the fill's head. The stored copy is kept either way."""
+    parent, seen = await failing(status)
+    fetcher = await make_fetcher(parent, stale_if_error=policy)
+    stale = stale_copy(cache_control)
+    fetcher.store.put(stale)
+    fill, _ = fetcher.fetch(
+        FillKey(URL), EMPTY, stale=stale, conditional=(("If-None-Match", '"v1"'),)
+    )
+    reader = fill.reader()
+    if stands_in:
+        with pytest.raises(UpstreamErrorStatus) as failed:
+            await within(reader.wait_head())
+        assert failed.value.status == status
+    else:
+        assert await within(read_all(reader)) == f"origin says {status}".encode()
+        assert fill.head is not None and fill.head.status == status
+    await within(fetcher.tasks.join())
+    assert seen == ['"v1"'] and stored_bodies(fetcher) == [b"stale body"]
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "asked"),
+    [
+        pytest.param("max-age=60", False, id="stale-copy-fails-fast"),
+        pytest.param("max-age=60, must-revalidate", True, id="unusable-copy-last-route"),
+        pytest.param(None, True, id="no-copy-last-route"),
+    ],
+)
+async def test_fetcher_every_breaker_open_fails_fast_only_with_a_stale_copy(
+    origin, make_fetcher, cache_control, asked
+):
+    """With the only parent's breaker open, a fill whose stored copy may stand in fails
+    at once without asking upstream; any other fill still goes upstream (the last
+    route is never closed) and gets the answer."""
+    fetcher = await make_fetcher(origin.url, stale_if_error=300.0)
+    breaker = fetcher.upstream.breakers[origin.url] = CircuitBreaker(min_requests=1, cooldown=60)
+    breaker.record(False, time.monotonic())
+    stale = stale_copy(cache_control) if cache_control else None
+    origin.answer()
+    fill, _ = fetcher.fetch(FillKey(URL), EMPTY, stale=stale)
+    reader = fill.reader()
+    if asked:
+        assert await within(read_all(reader)) == body_for()
+    else:
+        with pytest.raises(UpstreamUnavailable):
+            await within(reader.wait_head())
+    await within(fetcher.tasks.join())
+    assert len(origin.requests) == (1 if asked else 0)
+    metric = (
+        "tiercdn_upstream_last_route_total" if asked else "tiercdn_upstream_breaker_refused_total"
+    )
+    assert fetcher.metrics.registry.get_sample_value(metric) == 1

@@ -8,7 +8,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from shared.engine.errors import TruncatedBody
-from shared.engine.fills import Fill, FillHead, FillTable
+from shared.engine.fills import Fill, FillDetached, FillHead, FillTable
 
 EMPTY: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
@@ -220,3 +220,93 @@ async def test_fill_repr_summarises_state():
     fill.start(head())
     fill.append(b"abc")
     assert repr(fill) == "<Fill 'k' filling retained size=3 readers=0 joined=0>"
+
+
+async def test_fill_streaming_keeps_fastest_pace_and_detaches_laggards():
+    """A shared streaming fill waits for its fastest reader only; a reader more than the
+    window behind is let go (FillDetached at its byte) and memory stays within a window."""
+    fill = Fill("k", window=1000)
+    fill.start(head(retain=False))
+    fast, slow = fill.reader(), fill.reader()
+    fast_body = fast.read()
+    slow_body = slow.read()
+    fill.append(b"a" * 300)
+    assert await anext(fast_body) == b"a" * 300
+    assert await anext(slow_body) == b"a" * 300  # then never reads again
+    for i in range(10):
+        fill.append(bytes([i]) * 600)
+        assert await anext(fast_body) == bytes([i]) * 600
+        await asyncio.wait_for(fill.drained(), 1)  # returns at once: the fast one is there
+        assert fill.held <= fill.window + 600
+    assert fill.readers == 1 and fill.detached == 1
+    with pytest.raises(FillDetached) as detached:
+        await anext(slow_body)
+    assert detached.value.pos == 300
+    await fast_body.aclose()
+    fast.close()
+    slow.close()
+
+
+async def test_fill_range_far_ahead_is_detached_at_once():
+    """A reader whose range starts more than the window past the bytes there does not
+    wait reading up to it through a shared streaming fill; a nearer one skips to it."""
+    fill = Fill("k", window=1000)
+    fill.start(head(retain=False))
+    far, near = fill.reader(), fill.reader()
+    with pytest.raises(FillDetached) as detached:
+        await anext(far.read(5000))
+    assert detached.value.pos == 5000 and fill.readers == 1
+    body = near.read(800, 1200)
+    fill.append(b"x" * 600)
+    fill.append(b"y" * 600)
+    assert [chunk async for chunk in body] == [b"y" * 400]
+    assert fill.held == 0  # the bytes it skipped are gone
+    near.close()
+
+
+async def test_fill_private_streaming_skip_drops_bytes_and_never_detaches():
+    """A private streaming fill (one reader) paces its writer; a reader skipping to a far
+    range start keeps only a window in memory and is never let go."""
+    fill = Fill("k", window=1000, shared=False)
+    fill.start(head(retain=False))
+    reader = fill.reader()
+    most = 0
+
+    async def writer() -> None:
+        nonlocal most
+        for i in range(20):
+            fill.append(bytes([i]) * 600)
+            most = max(most, fill.held)
+            await fill.drained()
+        fill.finish()
+
+    task = asyncio.get_running_loop().create_task(writer())
+    got = b"".join([chunk async for chunk in reader.read(9000)])
+    await asyncio.wait_for(task, 1)
+    assert got == b"".join(bytes([i]) * 600 for i in range(15, 20))
+    assert most <= 1000 + 600 and fill.detached == 0
+    reader.close()
+
+
+async def test_fill_whole_size_waits_without_pinning():
+    """whole_size: the size of a complete retained fill; None as soon as it stops
+    retaining (no cursor: it neither paces the writer nor keeps bytes)."""
+    kept = Fill("k")
+    kept.start(head())
+    kept.append(b"abc")
+    kept.finish()
+    assert await kept.whole_size() == 3
+    big = Fill("k")
+    big.start(head())
+    started = asyncio.Event()
+
+    async def whole_size() -> int | None:
+        started.set()  # nothing suspends between here and the wait inside whole_size
+        return await big.whole_size()
+
+    waiting = asyncio.get_running_loop().create_task(whole_size())
+    await started.wait()
+    big.append(b"x" * 10)
+    assert not waiting.done() and big.readers == 0
+    big.stop_retaining()
+    assert await asyncio.wait_for(waiting, 1) is None

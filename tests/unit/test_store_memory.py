@@ -11,7 +11,14 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from shared.store import CachedObject, MemoryStore
 
 
-def obj(key: str, size: int, vary_key: tuple[str, ...] = (), names: tuple[str, ...] = ()):
+def obj(
+    key: str,
+    size: int,
+    vary_key: tuple[str, ...] = (),
+    names: tuple[str, ...] = (),
+    body: bytes | None = None,
+):
+    """A stored 200 with a ``size``-byte body (``body``, shared, when given)."""
     headers = CIMultiDictProxy(
         CIMultiDict({"Cache-Status": "up; hit", "Via": "1.1 up", "Age": "3", "X": "y"})
     )
@@ -21,7 +28,7 @@ def obj(key: str, size: int, vary_key: tuple[str, ...] = (), names: tuple[str, .
         vary_key=vary_key,
         status=200,
         headers=headers,
-        body=b"x" * size,
+        body=b"x" * size if body is None else body,
         request_time=0.0,
         response_time=0.0,
         lifetime=60.0,
@@ -150,6 +157,31 @@ def test_memorystore_one_hit_wonder_flood_cannot_evict_popular_head(policy, head
         assert store.rejected > 5 * store.admitted  # most of the flood never enters main
     else:
         assert late_hits == 0
+
+
+def test_memorystore_fresh_store_keeps_its_popular_head_through_a_flood():
+    """Issue 9's numbers: on a fresh edge-sized store (256 MiB, the default), an object
+    requested 31 times survives a flood of 50 000 one-hit keys that fills main, though
+    the sketch grows many times under it: growing keeps what it learned."""
+    store = MemoryStore(capacity=256 * 2**20, policy="tinylfu")
+    body = b"x" * 8 * 1024  # one body shared by every entry: the store charges 8 482 each
+    assert "width=256 " in repr(store)
+
+    def request(key: str) -> bool:  # the node: look up, fetch and store on a miss
+        if store.lookup(key):
+            return True
+        assert store.put(obj(key, len(body), body=body))
+        return False
+
+    assert [request("hot") for _ in range(31)] == [False] + [True] * 30
+    for i in range(50_000):
+        request(f"once-{i}")
+    assert store.peek("hot"), "the popular head was evicted by one-hit wonders"
+    assert store.rejected > 15_000  # main filled: the rest of the flood met "hot" as victim
+    assert "width=262144 " in repr(store)  # grown while the flood filled the store...
+    assert "resets=0" in repr(store)  # ...within the first sample: no halving either
+    assert request("hot")
+    assert store.bytes <= store.capacity
 
 
 def test_memorystore_window_lets_a_brand_new_object_in():
