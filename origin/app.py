@@ -136,16 +136,17 @@ METRICS_KEY = web.AppKey("origin_metrics", Metrics)
 KIND_KEY = web.RequestKey("origin_kind", Kind)
 
 
-class _ThrottledFileResponse(web.FileResponse):
-    """A FileResponse whose body is paced at ``rate`` bytes/s (the ``fault_rate`` fault).
+class _FaultyFileResponse(web.FileResponse):
+    """A FileResponse paced at ``rate`` bytes/s (``fault_rate``; 0 = unpaced) and, if
+    ``cut``, cut halfway by a connection reset (``fault_reset_rate``).
 
     Overrides aiohttp's ``_sendfile(request, fobj, offset, count)`` hook, which
     runs after Range and conditionals are decided, so 206/304/416 still work.
     """
 
-    def __init__(self, path: Path, rate: int) -> None:
+    def __init__(self, path: Path, rate: int, *, cut: bool = False) -> None:
         super().__init__(path)
-        self._rate = rate
+        self._rate, self._cut = rate, cut
 
     async def _sendfile(
         self, request: web.BaseRequest, fobj: IO[Any], offset: int, count: int
@@ -153,38 +154,25 @@ class _ThrottledFileResponse(web.FileResponse):
         writer = await super(web.FileResponse, self).prepare(request)
         assert writer is not None
         loop = asyncio.get_running_loop()
-        chunk = max(1, min(THROTTLE_CHUNK, self._rate // 10))
+        end = count // 2 if self._cut else count
+        chunk = max(1, min(THROTTLE_CHUNK, self._rate // 10)) if self._rate else max(end, 1)
         started, sent = loop.time(), 0
         await loop.run_in_executor(None, fobj.seek, offset)
-        while sent < count:
-            data = await loop.run_in_executor(None, fobj.read, min(chunk, count - sent))
+        while sent < end:
+            data = await loop.run_in_executor(None, fobj.read, min(chunk, end - sent))
             if not data:
                 break
             await writer.write(data)
             sent += len(data)
-            ahead = started + sent / self._rate - loop.time()
+            ahead = started + sent / self._rate - loop.time() if self._rate else 0
             if ahead > 0:
                 await asyncio.sleep(ahead)
         await writer.drain()
+        if self._cut:
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError("fault: body cut by a reset")
         return writer
-
-
-class _ResetFileResponse(web.FileResponse):
-    """A FileResponse cut halfway by a connection reset (the ``fault_reset_rate`` fault)."""
-
-    async def _sendfile(
-        self, request: web.BaseRequest, fobj: IO[Any], offset: int, count: int
-    ) -> AbstractStreamWriter:
-        writer = await super(web.FileResponse, self).prepare(request)
-        assert writer is not None
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, fobj.seek, offset)
-        data = await loop.run_in_executor(None, fobj.read, count // 2)
-        await writer.write(data)
-        await writer.drain()
-        if request.transport is not None:
-            request.transport.abort()
-        raise ConnectionResetError("fault: body cut by a reset")
 
 
 def make_app(settings: OriginSettings) -> web.Application:
@@ -248,10 +236,9 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return _error(404, "not found")
     kind = request[KIND_KEY] = Library.kind(path)
     response: web.FileResponse
-    if request.method == hdrs.METH_GET and faults.resets():
-        response = _ResetFileResponse(path)
-    elif settings.fault_rate:
-        response = _ThrottledFileResponse(path, settings.fault_rate)
+    cut = request.method == hdrs.METH_GET and faults.resets()
+    if cut or settings.fault_rate:
+        response = _FaultyFileResponse(path, settings.fault_rate, cut=cut)
     else:
         response = web.FileResponse(path)
     response.content_type = content_type
