@@ -47,9 +47,10 @@ from shared.engine.fills import FillHead
 from shared.engine.outcome import Fwd, Outcome, cache_status_member
 from shared.http import (
     Lookup,
+    if_range_validator,
     invalidates,
     parse_cache_control,
-    parse_http_date,
+    resume_offset,
     serve_to_authorized,
     vary_key,
     vary_names,
@@ -274,7 +275,7 @@ class Driver:
         """Bytes ``[pos, end)`` of the body ``head`` began, for a reader its shared
         fill let go: a private fill asking for ``bytes=<pos>-`` under ``If-Range``
         (RFC 9110 §13.1.5) so that only the same representation continues it."""
-        validator = _strong_validator(head.headers)
+        validator = if_range_validator(head.headers)
         if validator is None:
             raise UpstreamUnavailable("a reader left behind cannot resume: no strong validator")
         self._resumed.inc()
@@ -282,7 +283,13 @@ class Driver:
         fields = (("Range", f"bytes={pos}-{last}"), ("If-Range", validator))
         fill, _ = self.fetcher.fetch(key, req_h, private=True, forward=fields)
         with fill.reader() as reader:
-            skip = _resumes_at(head, await reader.wait_head(), pos, end)
+            rest = await reader.wait_head()
+            skip = resume_offset(
+                head.headers, head.content_length, rest.status, rest.headers,
+                rest.content_length, pos, end,
+            )  # fmt: skip
+            if skip is None:
+                raise UpstreamBadResponse(f"cannot resume at byte {pos}: got {rest.status}")
             stop = None if end is None else skip + end - pos
             async with contextlib.aclosing(reader.read(skip, stop)) as body:
                 async for chunk in body:
@@ -345,40 +352,6 @@ def _range_fields(req_h: CIMultiDictProxy[str]) -> tuple[tuple[str, str], ...]:
     if "Range" not in req_h:
         return ()
     return tuple((name, req_h[name]) for name in ("Range", "If-Range") if name in req_h)
-
-
-def _strong_validator(headers: CIMultiDictProxy[str]) -> str | None:
-    """What an If-Range may carry for these headers (RFC 9110 §13.1.5): a strong
-    ETag, else a Last-Modified at least a second older than Date (§8.8.2.2)."""
-    etag = headers.get("ETag", "").strip()
-    if etag:
-        return etag if etag.startswith('"') else None
-    modified = parse_http_date(headers.get("Last-Modified"))
-    date = parse_http_date(headers.get("Date"))
-    if modified is None or date is None or date - modified < 1:
-        return None
-    return headers["Last-Modified"]
-
-
-def _resumes_at(first: FillHead, rest: FillHead, pos: int, end: int | None) -> int:
-    """Where byte ``pos`` of ``first``'s body is in ``rest``'s: 0 in a 206 from
-    ``pos``, ``pos`` in a 200 of the same representation; else raise."""
-    same = all(rest.headers.get(f) == first.headers.get(f) for f in ("ETag", "Last-Modified"))
-    length = first.content_length
-    if rest.status == 206 and same:
-        unit, _, spec = rest.headers.get("Content-Range", "").partition(" ")
-        span, _, total = spec.partition("/")
-        lo, _, hi = span.partition("-")
-        if (
-            unit == "bytes"
-            and lo == str(pos)
-            and (end is None or hi == str(end - 1))
-            and (length is None or total == str(length))
-        ):
-            return 0
-    elif rest.status == 200 and same and rest.content_length == length:
-        return pos
-    raise UpstreamBadResponse(f"cannot resume at byte {pos}: upstream answered {rest.status}")
 
 
 def _same_variant(head: FillHead, req_h: CIMultiDictProxy[str]) -> bool:

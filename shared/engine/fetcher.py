@@ -22,7 +22,7 @@ parent's own answer passes through and the stored copy is kept for later.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from cachetools import LRUCache, TTLCache
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -48,7 +48,9 @@ from shared.http import (
     format_http_date,
     freshen,
     freshness_lifetime,
+    if_range_validator,
     parse_cache_control,
+    resume_offset,
     storable,
     vary_key,
     vary_names,
@@ -75,6 +77,7 @@ _PASS_REASONS = frozenset(
 ) | {"too-large"}
 # Parent answers a stored copy may stand in for (RFC 5861 §4).
 _STALE_IF_ERROR_STATUSES = frozenset({500, 502, 503, 504})
+_RESUMES = 2  # Range requests continuing one body cut short, at most
 
 
 def upstream_headers(
@@ -197,27 +200,32 @@ class Fetcher:
             async with self.budget.slot() as waited:
                 if self.budget.limited:
                     self.metrics.origin_wait_seconds.observe(waited)
-                request_time = self.clock()
+                request_time = response_time = self.clock()
                 stands_in = self._stands_in(stale, request_time)
-                async with self.upstream.request(
-                    "GET", url, headers, key=_route(key), fail_fast=stands_in
-                ) as up:
-                    response_time = self.clock()
-                    if up.status in _STALE_IF_ERROR_STATUSES and self._stands_in(
-                        stale, response_time
-                    ):
-                        raise UpstreamErrorStatus(f"{up.parent} answered {up.status}", up.status)
-                    if up.status == 304 and stale is not None:
-                        await self._revalidated(
-                            fill, stale, up.headers, req_h, request_time, response_time
-                        )
-                        return
-                    resp_h = end_to_end(up.headers)
-                    if "Date" not in resp_h:  # RFC 9110 §6.6.1: a cache adds one
-                        resp_h["Date"] = format_http_date(response_time)
-                    await self._stream(fill, url, up, CIMultiDictProxy(resp_h), req_h, stale)
-                    if fill.retaining and fill.error is None:
-                        self._commit(fill, url, req_h, request_time, response_time)
+                try:
+                    async with self.upstream.request(
+                        "GET", url, headers, key=_route(key), fail_fast=stands_in
+                    ) as up:
+                        response_time = self.clock()
+                        if up.status in _STALE_IF_ERROR_STATUSES and self._stands_in(
+                            stale, response_time
+                        ):
+                            raise UpstreamErrorStatus(
+                                f"{up.parent} answered {up.status}", up.status
+                            )
+                        if up.status == 304 and stale is not None:
+                            await self._revalidated(
+                                fill, stale, up.headers, req_h, request_time, response_time
+                            )
+                            return
+                        resp_h = end_to_end(up.headers)
+                        if "Date" not in resp_h:  # RFC 9110 §6.6.1: a cache adds one
+                            resp_h["Date"] = format_http_date(response_time)
+                        await self._stream(fill, url, up, CIMultiDictProxy(resp_h), req_h, stale)
+                except TruncatedBody as cut:
+                    await self._resume(fill, key, headers, cut)
+                if fill.retaining and fill.error is None:
+                    self._commit(fill, url, req_h, request_time, response_time)
         except OriginBudgetExhausted as exc:
             self.metrics.origin_rejected.inc()
             fill.fail(exc)
@@ -260,9 +268,16 @@ class Fetcher:
             if stale is not None and up.status < 500:  # a newer answer replaces it
                 self.store.remove(url, stale.vary_key)
         fill.start(FillHead(up.status, resp_h, up.content_length, retain, req_h))
-        async for chunk in up.chunks():
+        await self._pour(fill, url, up.chunks(), up.content_length)
+
+    async def _pour(
+        self, fill: Fill, url: str, chunks: AsyncIterator[bytes], length: int | None
+    ) -> None:
+        """Append ``chunks`` to ``fill`` (streaming once too large) and finish it at
+        ``length`` bytes; a body ending short raises ``TruncatedBody``."""
+        async for chunk in chunks:
             fill.append(chunk)
-            if fill.retaining and fill.size > limit:
+            if fill.retaining and fill.size > self.max_object_bytes:
                 self._uncached(fill, url, "too-large")
                 fill.stop_retaining()
             if not fill.retaining:
@@ -270,9 +285,45 @@ class Fetcher:
                     fill.fail(UpstreamUnavailable("every reader left an uncached fill"))
                     return
                 await fill.drained()
-        if up.content_length is not None and fill.size != up.content_length:
-            raise TruncatedBody(f"body ended at {fill.size} of {up.content_length} bytes")
+        if length is not None and fill.size != length:
+            raise TruncatedBody(f"body ended at {fill.size} of {length} bytes")
         fill.finish()
+
+    async def _resume(
+        self, fill: Fill, key: FillKey, headers: CIMultiDict[str], cut: TruncatedBody
+    ) -> None:
+        """Continue a body cut short after its head from the byte it stopped at, on a
+        ``Range`` request under ``If-Range`` (RFC 9110 §13.1.5), at most ``_RESUMES``
+        times: readers never notice, and the object is stored whole. Re-raises
+        ``cut`` when the body cannot be continued (no strong validator, a 206, a
+        different representation)."""
+        head = fill.head
+        validator = None if head is None else if_range_validator(head.headers)
+        if head is None or head.status != 200 or validator is None or fill.done:
+            raise cut
+        length = head.content_length
+        for _ in range(_RESUMES):
+            pos = fill.size
+            ranged = CIMultiDict(headers)
+            ranged["Range"], ranged["If-Range"] = f"bytes={pos}-", validator
+            try:
+                async with self.upstream.request(
+                    "GET", key.url, ranged, key=_route(key), resuming=True
+                ) as up:
+                    at = resume_offset(
+                        head.headers, length, up.status, up.headers, up.content_length, pos
+                    )
+                    if at is not None:  # else an answer, not a failure: leave, then raise
+                        self.metrics.fill_resumes.inc()
+                        log.info("fill %r cut at byte %d (%s): resumed", key, pos, cut)
+                        await self._pour(fill, key.url, _skip(up.chunks(), at), length)
+                        return
+                raise cut
+            except TruncatedBody as again:
+                if fill.size == pos:  # no progress: give up
+                    raise
+                cut = again
+        raise cut
 
     def _uncached(self, fill: Fill, url: str, reason: str) -> None:
         """This fill will not be stored: later requests must not queue behind it."""
@@ -349,6 +400,16 @@ class Fetcher:
 
     def __repr__(self) -> str:
         return f"<Fetcher {self.fills!r} running={self.in_flight} {self.budget!r}>"
+
+
+async def _skip(chunks: AsyncIterator[bytes], n: int) -> AsyncIterator[bytes]:
+    """``chunks`` without their first ``n`` bytes."""
+    async for chunk in chunks:
+        if n >= len(chunk):
+            n -= len(chunk)
+            continue
+        yield chunk[n:] if n else chunk
+        n = 0
 
 
 def _route(key: FillKey) -> str:

@@ -185,12 +185,15 @@ class UpstreamPool:
         key: str,
         data: Any = None,
         fail_fast: bool = False,
+        resuming: bool = False,
     ) -> AsyncIterator[UpstreamResponse]:
         """Send ``method target`` to the first parent for ``key`` that answers.
 
         ``target`` is the raw path and query, forwarded unchanged. ``fail_fast``:
         the caller has a stale copy to serve, so with every breaker open this fails
-        at once (``UpstreamUnavailable``) instead of taking the last route."""
+        at once (``UpstreamUnavailable``) instead of taking the last route.
+        ``resuming``: this continues a body already counted as cut short, so cutting
+        it again is not counted against the parent's breaker a second time."""
         safe = data is None and method in ("GET", "HEAD")
         last: UpstreamError | None = None
         for parent, more, last_route in self.routes(key, fail_fast, safe):
@@ -220,7 +223,7 @@ class UpstreamPool:
             try:
                 yield UpstreamResponse(resp, parent, self._metrics, self._read_timeout)
             except TruncatedBody:
-                self._outcome(parent, "TruncatedBody", ok=False)
+                self._outcome(parent, "TruncatedBody", ok=False, breaker=not resuming)
                 raise
             except asyncio.CancelledError:
                 if not last_route:
@@ -288,8 +291,11 @@ class UpstreamPool:
         async with asyncio.timeout(self._read_timeout):
             return await self._fresh.request(method, url, headers=headers, allow_redirects=False)
 
-    def _outcome(self, parent: str, result: str, *, ok: bool) -> None:
+    def _outcome(self, parent: str, result: str, *, ok: bool, breaker: bool = True) -> None:
         self._metrics.upstream_requests.labels(parent, result).inc()
+        if not breaker:
+            self.breakers[parent].abandon()  # frees a half-open probe it may hold
+            return
         changed = self.breakers[parent].record(ok, self._clock())
         if changed is not None:
             log.warning(

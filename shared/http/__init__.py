@@ -21,7 +21,9 @@ from shared.http.conditionals import (
     RangeResult,
     evaluate_conditionals,
     if_range_matches,
+    if_range_validator,
     parse_range,
+    resume_offset,
 )
 from shared.http.dates import format_http_date, parse_http_date
 from shared.http.fields import (
@@ -55,10 +57,12 @@ __all__ = [
     "freshen",
     "freshness_lifetime",
     "if_range_matches",
+    "if_range_validator",
     "invalidates",
     "parse_cache_control",
     "parse_http_date",
     "parse_range",
+    "resume_offset",
     "serve_to_authorized",
     "stale_rules",
     "storable",

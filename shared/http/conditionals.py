@@ -25,7 +25,9 @@ __all__ = [
     "RangeResult",
     "evaluate_conditionals",
     "if_range_matches",
+    "if_range_validator",
     "parse_range",
+    "resume_offset",
 ]
 
 _ETAG = re.compile(r'\*|(?:W/)?"[^"]*"')
@@ -115,3 +117,45 @@ def if_range_matches(if_range: str | None, response_headers: Headers) -> bool:
         return value.startswith('"') and value == response_headers.get("ETag", "").strip()
     date = parse_http_date(value)
     return date is not None and date == parse_http_date(response_headers.get("Last-Modified"))
+
+
+def if_range_validator(headers: Headers) -> str | None:
+    """What an If-Range may carry to continue a response with ``headers`` (RFC 9110
+    §13.1.5): a strong ETag, else a Last-Modified at least a second older than Date
+    (§8.8.2.2); None if neither is strong."""
+    etag = headers.get("ETag", "").strip()
+    if etag:
+        return etag if etag.startswith('"') else None
+    modified = parse_http_date(headers.get("Last-Modified"))
+    date = parse_http_date(headers.get("Date"))
+    if modified is None or date is None or date - modified < 1:
+        return None
+    return headers["Last-Modified"]
+
+
+def resume_offset(
+    first: Headers,
+    length: int | None,
+    status: int,
+    rest: Headers,
+    rest_length: int | None,
+    pos: int,
+    end: int | None = None,
+) -> int | None:
+    """Where byte ``pos`` of a body (headers ``first``, ``length`` bytes if known)
+    is in an answer to ``Range: bytes=<pos>-[end-1]`` under If-Range: 0 in a 206
+    of the same representation from ``pos`` (to ``end``), ``pos`` in a 200 of it;
+    None when the answer cannot continue the body (another representation, range
+    or length)."""
+    if any(rest.get(f) != first.get(f) for f in ("ETag", "Last-Modified")):
+        return None
+    if status == 200:
+        return pos if rest_length == length else None
+    if status != 206:
+        return None
+    unit, _, spec = rest.get("Content-Range", "").partition(" ")
+    span, _, total = spec.partition("/")
+    lo, _, hi = span.partition("-")
+    if unit != "bytes" or lo != str(pos) or (end is not None and hi != str(end - 1)):
+        return None
+    return 0 if length is None or total == str(length) else None

@@ -117,6 +117,7 @@ class Metrics:
     upstream_bytes: Counter
     fill_readers: Counter
     fill_retries: Counter
+    fill_resumes: Counter
     fills_uncached: Counter
     shed: Counter
     stale_served: Counter
@@ -173,6 +174,10 @@ class Metrics:
             fill_retries=counter(
                 "tiercdn_fill_retries",
                 "Readers moved to one new fill after theirs failed before their headers",
+            ),
+            fill_resumes=counter(
+                "tiercdn_fill_resumes",
+                "Fill bodies cut short upstream and continued with a Range request",
             ),
             fills_uncached=counter(
                 "tiercdn_fills_uncached", "Fills not stored, by reason", ("reason",)

@@ -6,6 +6,7 @@ import asyncio
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from shared.engine.node import NODE
 from tests.functional.rawserver import RawServer, head
@@ -52,7 +53,8 @@ async def _hang_before_head(reader: asyncio.StreamReader, writer: asyncio.Stream
     ids=["reset", "short-content-length", "stall", "chunked-unterminated"],
 )
 async def test_proxy_truncated_body_is_aborted_and_not_stored(script, start_node, http):
-    """A body cut short aborts every client and stores nothing; the next request refetches."""
+    """A body cut short, and cut again on the one Range request that tries to continue
+    it, aborts every client and stores nothing; the next request refetches."""
     async with RawServer(script).running() as upstream:
         edge = await start_node("edge-1", upstream.url, read_timeout=0.5)
         for attempt in (1, 2):
@@ -61,7 +63,7 @@ async def test_proxy_truncated_body_is_aborted_and_not_stored(script, start_node
                 with pytest.raises(aiohttp.ClientPayloadError):
                     await resp.read()
             assert len(edge.app[NODE].store) == 0
-            assert upstream.requests == attempt
+            assert upstream.requests == 2 * attempt  # the fill and its one try to continue
 
 
 async def test_proxy_truncated_body_aborts_every_coalesced_reader(start_node, http):
@@ -79,7 +81,7 @@ async def test_proxy_truncated_body_aborts_every_coalesced_reader(start_node, ht
 
         results = await asyncio.gather(*[fetch() for _ in range(20)])
         assert results == ["aborted"] * 20
-        assert upstream.requests == 1
+        assert upstream.requests == 2  # one fill, and its one try to continue
         assert len(edge.app[NODE].store) == 0
 
 
@@ -105,3 +107,75 @@ async def test_proxy_unreachable_upstream_is_503(start_node, http, unused_tcp_po
     async with http.get(url_of(edge) + "/x") as resp:
         assert resp.status == 503
         assert "unreachable" in await resp.text()
+
+
+def _cut_once(etags: list[str]) -> tuple[list[dict[str, str]], object]:
+    """An upstream whose first answer is cut by a reset at 40 000 bytes; later ones
+    honour ``Range`` under a matching ``If-Range`` (206), else send the whole body.
+    Its ETag is the next of ``etags`` per request (the last one repeats)."""
+    seen: list[dict[str, str]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(dict(request.headers))
+        etag = etags[min(len(seen), len(etags)) - 1]
+        headers = {"Cache-Control": "public, max-age=600", "ETag": etag}
+        ranged = request.headers.get("Range", "")
+        if ranged and request.headers.get("If-Range") == etag:
+            start = int(ranged.removeprefix("bytes=").rstrip("-"))
+            headers["Content-Range"] = f"bytes {start}-{len(BODY) - 1}/{len(BODY)}"
+            return web.Response(status=206, body=BODY[start:], headers=headers)
+        resp = web.StreamResponse(headers=headers)
+        resp.content_length = len(BODY)
+        await resp.prepare(request)
+        await resp.write(BODY[: 40000 if len(seen) == 1 else len(BODY)])
+        if len(seen) == 1:
+            assert request.transport is not None
+            request.transport.abort()
+            raise ConnectionResetError("cut")
+        return resp
+
+    return seen, handler
+
+
+async def test_proxy_cut_body_is_continued_with_a_range_and_stored_whole(
+    upstream_app, start_node, http
+):
+    """A body cut mid-transfer is continued from the byte it stopped at with
+    ``Range`` + ``If-Range``: all 20 coalesced readers get the whole body, it is
+    stored whole, the upstream saw 2 requests and the breaker counted one failure."""
+    seen, handler = _cut_once(['"v1"'])
+    upstream = await upstream_app({"/seg.m4s": handler})
+    edge = await start_node("edge-1", url_of(upstream))
+
+    async def fetch() -> bytes:
+        async with http.get(url_of(edge) + "/seg.m4s") as resp:
+            assert resp.status == 200
+            return await resp.read()
+
+    assert await asyncio.gather(*[fetch() for _ in range(20)]) == [BODY] * 20
+    node = edge.app[NODE]
+    assert [obj.body for obj in node.store] == [BODY]
+    assert len(seen) == 2 and "Range" not in seen[0]
+    assert seen[1]["Range"].startswith("bytes=") and seen[1]["If-Range"] == '"v1"'
+    assert int(seen[1]["Range"][6:-1]) >= 40000 - 1  # from where the body stopped
+    assert node.metrics.registry.get_sample_value("tiercdn_fill_resumes_total") == 1
+    results = node.metrics.registry.get_sample_value
+    labels = {"parent": url_of(upstream)}
+    assert results("tiercdn_upstream_requests_total", {**labels, "result": "TruncatedBody"}) == 1
+    assert results("tiercdn_upstream_requests_total", {**labels, "result": "2xx"}) == 1
+
+
+async def test_proxy_cut_body_of_a_changed_object_is_aborted_not_spliced(
+    upstream_app, start_node, http
+):
+    """When the object changed before the continuation (If-Range does not match, a
+    whole 200 of the new one comes back), readers are aborted: never two
+    representations spliced into one body, nothing stored."""
+    seen, handler = _cut_once(['"v1"', '"v2"'])
+    upstream = await upstream_app({"/seg.m4s": handler})
+    edge = await start_node("edge-1", url_of(upstream))
+    async with http.get(url_of(edge) + "/seg.m4s") as resp:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+    assert len(seen) == 2 and seen[1]["If-Range"] == '"v1"'
+    assert len(edge.app[NODE].store) == 0

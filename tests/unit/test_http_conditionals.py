@@ -163,3 +163,47 @@ def test_if_range_matches_table(if_range, response, expected):
 def test_module_exports_resolve():
     """Every name in __all__ exists."""
     assert all(hasattr(conditionals, name) for name in conditionals.__all__)
+
+
+# --- continuing a body cut short (If-Range, RFC 9110 §13.1.5) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param(('ETag: "v1"',), '"v1"', id="strong-etag"),
+        pytest.param(('ETag: W/"v1"', f"Last-Modified: {date(0)}"), None, id="weak-etag"),
+        pytest.param((f"Last-Modified: {date(0)}", f"Date: {date(100)}"), date(0), id="old-lm"),
+        pytest.param((f"Last-Modified: {date(0)}", f"Date: {date(0)}"), None, id="lm-is-date"),
+        pytest.param((f"Last-Modified: {date(0)}",), None, id="lm-no-date"),
+        pytest.param((), None, id="none"),
+    ],
+)
+def test_if_range_validator(headers, expected):
+    assert conditionals.if_range_validator(hdrs(*headers)) == expected
+
+
+FIRST = hdrs('ETag: "v1"')
+V1, V2 = 'ETag: "v1"', 'ETag: "v2"'
+CR = "Content-Range: bytes"
+
+
+@pytest.mark.parametrize(
+    ("status", "rest", "rest_length", "end", "expected"),
+    [
+        pytest.param(206, (V1, f"{CR} 40-99/100"), 60, None, 0, id="206"),
+        pytest.param(206, (V1, f"{CR} 40-59/100"), 20, 60, 0, id="206-end"),
+        pytest.param(206, (V1, f"{CR} 41-99/100"), 59, None, None, id="wrong-start"),
+        pytest.param(206, (V1, f"{CR} 40-99/120"), 80, None, None, id="wrong-total"),
+        pytest.param(206, (V2, f"{CR} 40-99/100"), 60, None, None, id="changed"),
+        pytest.param(206, (V1,), 60, None, None, id="no-content-range"),
+        pytest.param(200, (V1,), 100, None, 40, id="200-same-skips"),
+        pytest.param(200, (V1,), 90, None, None, id="200-other-length"),
+        pytest.param(200, (V2,), 100, None, None, id="200-changed"),
+        pytest.param(416, (V1,), 0, None, None, id="416"),
+    ],
+)  # fmt: skip
+def test_resume_offset(status, rest, rest_length, end, expected):
+    """Where byte 40 of a 100-byte body is in the answer that continues it, if any."""
+    got = conditionals.resume_offset(FIRST, 100, status, hdrs(*rest), rest_length, 40, end)
+    assert got == expected
