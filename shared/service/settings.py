@@ -222,6 +222,12 @@ class CacheSettings(ServiceSettings):
     heuristic_max_age: float = duration_field(
         "1h", "cap on heuristic freshness (RFC 9111 §4.2.2) for responses without one"
     )
+    targeted_cache_control: str = option(
+        "", "this node's own targeted cache field, above CDN-Cache-Control (RFC 9213); '' = none"
+    )
+    negative_ttl: tuple[str, ...] = option(
+        (), "freshness for these statuses without explicit freshness, e.g. 404=2s (repeatable)"
+    )
     # -- miss storms: admission, shedding, origin budget, stale, failover ------------
     admission: str = option("tinylfu", "cache admission policy: tinylfu or lru")
     max_requests: int = option(4096, "concurrent client misses beyond which misses are shed")
