@@ -9,7 +9,8 @@ Invariants:
 - ``web.FileResponse`` does Range/206, 416, strong ETags
   (``"<mtime_ns hex>-<size hex>"``), Last-Modified, 304s, HEAD and sendfile;
   this module only sets Content-Type and Cache-Control by ``Kind``.
-- Error responses are short text with ``Cache-Control: no-store``, whoever
+- Error responses are short text with ``Cache-Control: no-store``
+  (``--error-cache-control``, '' for none) and no CDN-Cache-Control, whoever
   produced them; the ``on_response_prepare`` hook sees every response once,
   with its final status, and counts it.
 - Metric labels come from enums (``Kind``) and status classes, never URLs.
@@ -40,6 +41,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 
 from origin.library import BadPath, Kind, Library, NotFound
 from origin.settings import OriginSettings
+from shared.http import CDN_CACHE_CONTROL
 
 __all__ = [
     "FAULTS_KEY",
@@ -243,6 +245,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         response = web.FileResponse(path)
     response.content_type = content_type
     response.headers[hdrs.CACHE_CONTROL] = _cache_control(settings, kind)
+    if cdn := _cdn_cache_control(settings, kind):
+        response.headers[CDN_CACHE_CONTROL] = cdn
     return response
 
 
@@ -259,6 +263,13 @@ def _cache_control(settings: OriginSettings, kind: Kind) -> str:
     return f"public, max-age={int(settings.manifest_max_age)}"
 
 
+def _cdn_cache_control(settings: OriginSettings, kind: Kind) -> str:
+    """CDN-Cache-Control by kind (RFC 9213 §3): what CDN caches obey over Cache-Control."""
+    if kind in (Kind.INIT, Kind.MEDIA):
+        return settings.segment_cdn_cache_control
+    return settings.manifest_cdn_cache_control
+
+
 def _error(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status,
@@ -272,7 +283,10 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
     if response.status >= 400:
         # FileResponse may still turn a file into 403/404/412/416 after we set
         # Cache-Control by kind; an error must never be cached as a segment.
-        response.headers[hdrs.CACHE_CONTROL] = "no-store"
+        response.headers.popall(CDN_CACHE_CONTROL, None)
+        response.headers.popall(hdrs.CACHE_CONTROL, None)
+        if cache_control := request.app[SETTINGS_KEY].error_cache_control:
+            response.headers[hdrs.CACHE_CONTROL] = cache_control
     body = 0
     if request.method != hdrs.METH_HEAD and response.status not in (204, 304):
         body = response.content_length or 0  # what we are about to send

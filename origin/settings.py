@@ -27,6 +27,15 @@ class OriginSettings(ServiceSettings):
     segment_max_age: float = duration_field(
         "31536000s", "Cache-Control max-age of init and media segments (immutable)"
     )
+    manifest_cdn_cache_control: str = option(
+        "", "CDN-Cache-Control of manifests, for CDN caches only (RFC 9213); '' = not sent"
+    )
+    segment_cdn_cache_control: str = option(
+        "", "CDN-Cache-Control of init and media segments (RFC 9213); '' = not sent"
+    )
+    error_cache_control: str = option(
+        "no-store", "Cache-Control of error responses; '' = none (a CDN's --negative-ttl applies)"
+    )
     fault_delay: float = duration_field("0s", "fault: added latency before response headers")
     fault_rate: int = size_field(
         "0", "fault: per-response bandwidth cap in bytes per second (0 = off)"

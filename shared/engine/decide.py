@@ -19,7 +19,10 @@ GET/HEAD can end as is on the screen of ``decide``:
 - ``FAIL`` (the fill failed and may not be retried: the upstream's error).
 
 ``freshness`` is the one place freshness, Age and the stale rules meet a stored
-response: lookup, warm/prewarm and revalidation all use it.
+response: lookup, warm/prewarm and revalidation all use it. Every rule is read
+from ``stored.policy`` (the headers with a targeted field such as
+CDN-Cache-Control standing in for Cache-Control, RFC 9213 §2.2) and the lifetime
+computed at store time (negative TTLs included), never from the raw headers.
 """
 
 from __future__ import annotations
@@ -137,21 +140,22 @@ def freshness(
             return Lookup.MUST_VALIDATE
         if stored.ttl(now) > 0:
             return Lookup.FRESH
-        return Lookup.MUST_VALIDATE if stale_rules(stored.headers).forbidden else Lookup.STALE
+        return Lookup.MUST_VALIDATE if stale_rules(stored.policy).forbidden else Lookup.STALE
     return classify(
         request_headers,
-        stored.headers,
+        stored.policy,
         status=stored.status,
         request_time=stored.request_time,
         response_time=stored.response_time,
         now=now,
         heuristic_max_age=heuristic,
+        lifetime=stored.lifetime,
     )
 
 
 def may_serve_stale(stored: CachedObject, now: float, window: float) -> bool:
     """May ``stored``, stale at ``now``, be served up to ``window`` s past expiry?"""
-    return not stale_rules(stored.headers).forbidden and -stored.ttl(now) <= window
+    return not stale_rules(stored.policy).forbidden and -stored.ttl(now) <= window
 
 
 def decide(
@@ -213,7 +217,7 @@ def _stale_now(
     stored: CachedObject, request: Request, policy: Policy, now: float
 ) -> StaleReason | None:
     """Why a stale copy may be served without waiting for upstream, if it may."""
-    rules = stale_rules(stored.headers)
+    rules = stale_rules(stored.policy)
     if rules.forbidden:
         return None
     overdue = -stored.ttl(now)
@@ -229,7 +233,7 @@ def may_serve_if_error(stored: CachedObject, now: float, default: float) -> bool
     its own ``stale-if-error`` window, else ``default`` (``--stale-if-error``), past
     expiry; never when must-revalidate, proxy-revalidate or no-cache forbid it. The
     fetcher asks the same before it fails a fill on a 5xx, so the two agree."""
-    rules = stale_rules(stored.headers)
+    rules = stale_rules(stored.policy)
     window = default if rules.if_error is None else rules.if_error
     return not rules.forbidden and -stored.ttl(now) <= window
 

@@ -22,7 +22,7 @@ parent's own answer passes through and the stored copy is kept for later.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from cachetools import LRUCache, TTLCache
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -42,16 +42,19 @@ from shared.engine.fills import Fill, FillHead, FillTable
 from shared.engine.tasks import TaskGroup
 from shared.engine.upstream import UpstreamPool, UpstreamResponse
 from shared.http import (
+    HEURISTIC_STATUSES,
     Storable,
+    cache_headers,
     current_age,
     end_to_end,
     format_http_date,
     freshen,
-    freshness_lifetime,
     if_range_validator,
     parse_cache_control,
+    parse_http_date,
     resume_offset,
     storable,
+    stored_lifetime,
     vary_key,
     vary_names,
 )
@@ -69,7 +72,9 @@ _READER_ONLY = (
     *("If-Range", "Range", "Host", "Content-Length", "Expect"),
 )
 # Verdicts that depend on the response alone: later requests for the URL pass.
-# (Not STATUS: an origin answering 5xx under load must stay behind single flight.)
+# (Not STATUS, nor any error status a resource does not answer by default (not
+# heuristically cacheable, RFC 9110 §15.1): an origin answering 5xx or 429 under
+# load must stay behind single flight.)
 _PASS_REASONS = frozenset(
     v.value
     for v in (Storable.NO_STORE, Storable.PRIVATE, Storable.VARY_STAR)
@@ -110,6 +115,8 @@ class Fetcher:
         heuristic_max_age: float,
         pass_ttl: float,
         stale_if_error: float,
+        targets: tuple[str, ...] = (),
+        negative_ttl: Mapping[int, float] | None = None,
     ) -> None:
         self.via = via
         self.store = store
@@ -122,6 +129,8 @@ class Fetcher:
         self.max_object_bytes = max_object_bytes
         self.heuristic_max_age = heuristic_max_age
         self.stale_if_error = stale_if_error  # --stale-if-error: when a response names none
+        self.targets = targets  # targeted cache fields obeyed, first first (RFC 9213 §2.2)
+        self.negative_ttl: Mapping[int, float] = negative_ttl or {}  # --negative-ttl
         self.fills = FillTable()
         # guarded by: single event loop (every field below)
         # URLs whose last answer could not be stored: they skip the fill queue.
@@ -219,7 +228,8 @@ class Fetcher:
                             )
                             return
                         resp_h = end_to_end(up.headers)
-                        if "Date" not in resp_h:  # RFC 9110 §6.6.1: a cache adds one
+                        if parse_http_date(",".join(resp_h.getall("Date", []))) is None:
+                            # RFC 9110 §6.6.1: a missing or invalid Date is the receipt time
                             resp_h["Date"] = format_http_date(response_time)
                         await self._stream(fill, url, up, CIMultiDictProxy(resp_h), req_h, stale)
                 except TruncatedBody as cut:
@@ -254,7 +264,12 @@ class Fetcher:
         stale: CachedObject | None,
     ) -> None:
         verdict = storable(
-            "GET", up.status, req_h, resp_h, heuristic_max_age=self.heuristic_max_age
+            "GET",
+            up.status,
+            req_h,
+            cache_headers(resp_h, self.targets),
+            heuristic_max_age=self.heuristic_max_age,
+            negative_ttl=self.negative_ttl,
         )
         names = vary_names(resp_h)
         if names:
@@ -264,7 +279,9 @@ class Fetcher:
         keep = verdict is Storable.YES and not too_big
         retain = keep and fill.retaining  # not if purged before the head came
         if not keep:
-            self._uncached(fill, url, "too-large" if verdict is Storable.YES else verdict.value)
+            reason = "too-large" if verdict is Storable.YES else verdict.value
+            by_default = up.status < 400 or up.status in HEURISTIC_STATUSES
+            self._uncached(fill, url, reason, mark=by_default)
             if stale is not None and up.status < 500:  # a newer answer replaces it
                 self.store.remove(url, stale.vary_key)
         fill.start(FillHead(up.status, resp_h, up.content_length, retain, req_h))
@@ -325,10 +342,11 @@ class Fetcher:
                 cut = again
         raise cut
 
-    def _uncached(self, fill: Fill, url: str, reason: str) -> None:
-        """This fill will not be stored: later requests must not queue behind it."""
+    def _uncached(self, fill: Fill, url: str, reason: str, *, mark: bool = True) -> None:
+        """This fill will not be stored: later requests must not queue behind it
+        (unless ``mark`` is False: an error answer stays behind single flight)."""
         self.metrics.fills_uncached.labels(reason).inc()
-        if fill.shared and reason in _PASS_REASONS:
+        if fill.shared and mark and reason in _PASS_REASONS:
             self.pass_marks[url] = True
         self.fills.release(fill)
 
@@ -384,6 +402,10 @@ class Fetcher:
         response_time: float,
     ) -> CachedObject:
         names = vary_names(headers) or ()
+        policy = cache_headers(headers, self.targets)  # once, at store time (RFC 9213 §2.2)
+        lifetime = stored_lifetime(
+            status, policy, heuristic_max_age=self.heuristic_max_age, negative_ttl=self.negative_ttl
+        )
         return CachedObject(
             key=url,
             vary_names=names,
@@ -393,9 +415,10 @@ class Fetcher:
             body=body,
             request_time=request_time,
             response_time=response_time,
-            lifetime=freshness_lifetime(status, headers, heuristic_max_age=self.heuristic_max_age),
+            lifetime=lifetime,
             initial_age=current_age(headers, request_time, response_time, response_time),
-            must_validate="no-cache" in parse_cache_control(headers),
+            must_validate="no-cache" in parse_cache_control(policy),
+            policy_headers=None if policy is headers else CIMultiDictProxy(policy),
         )
 
     def __repr__(self) -> str:

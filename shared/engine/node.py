@@ -32,7 +32,7 @@ from shared.engine.outcome import Outcome
 from shared.engine.responses import Responder
 from shared.engine.tasks import TaskGroup
 from shared.engine.upstream import UpstreamPool
-from shared.http import Lookup
+from shared.http import Lookup, target_list
 from shared.policy.breaker import CircuitBreaker
 from shared.policy.shedding import Shedder
 from shared.service.metrics import Metrics
@@ -112,6 +112,8 @@ class Node:
             heuristic_max_age=s.heuristic_max_age,
             pass_ttl=s.pass_ttl,
             stale_if_error=s.stale_if_error,
+            targets=target_list(s.targeted_cache_control),  # RFC 9213 §2.2
+            negative_ttl=s.negative_ttls(),
         )
         self.on_request: list[RequestHook] = []  # a tier's policies: called per GET/HEAD
         self.counts: collections.Counter[Outcome] = collections.Counter()  # for /stats

@@ -38,11 +38,9 @@ __all__ = ["Responder", "Resume", "send_file"]
 
 log = logging.getLogger(__name__)
 
-# Fields a 304 carries (RFC 9110 §15.4.5).
-_NOT_MODIFIED = frozenset(
-    {"etag", "last-modified", "cache-control", "expires", "vary", "date"}
-    | {"content-location", "age", "cache-status", "via"}
-)
+# Fields a 304 never carries: they frame a body it does not have (RFC 9111 §3.2,
+# RFC 9110 §8.6, §14.4); hop-by-hop fields are gone already (``end_to_end``).
+_NOT_IN_304 = frozenset({"content-length", "transfer-encoding", "content-range"})
 _DETAIL = {502: "bad-gateway", 503: "unavailable", 504: "timeout"}
 _SEND_CHUNK = 256 * 1024  # slice read per executor call when sendfile is unavailable [aiohttp]
 
@@ -259,7 +257,9 @@ async def _body(
 
 
 def _not_modified(headers: CIMultiDict[str]) -> web.Response:
-    kept = CIMultiDict((k, v) for k, v in headers.items() if k.lower() in _NOT_MODIFIED)
+    """A 304 with every stored field as this node's revalidation left it, so a cache
+    behind it updates its own copy with them (RFC 9111 §4.3.4, §3.2)."""
+    kept = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _NOT_IN_304)
     return web.Response(status=304, headers=kept)
 
 

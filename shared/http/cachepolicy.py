@@ -4,23 +4,35 @@ Pure policy: no I/O and no clock. Times are epoch seconds passed in (``now``,
 ``request_time``, ``response_time``); headers are case-insensitive multidicts that
 are never mutated (functions that change headers return a new ``CIMultiDict``).
 Fields are parsed in ``shared.http.fields``; freshness and age come from
-``shared.http.freshness``.
+``shared.http.freshness``. ``response_headers`` here are the cache's view of a
+response (``shared.http.targeted.cache_headers``): a targeted field such as
+CDN-Cache-Control already stands in for Cache-Control (RFC 9213 §2.2).
 
 Invariants:
 - Every decision is a closed ``Enum``, a ``StaleRules`` or a ``bool``.
 - A response is stored only if it could ever be reused: fresh for a while, or with
   a validator (RFC 9111 §3); ``no-cache`` is stored and validated on every use.
+- Any final status but 206 and 304 is stored with explicit freshness (max-age,
+  s-maxage, Expires), unknown ones too (§3); heuristic freshness only for the
+  heuristically cacheable ones (§4.2.2); ``negative_ttl`` gives statuses without
+  explicit freshness a lifetime of their own (nginx ``proxy_cache_valid``).
+- must-understand (§5.2.2.3): stored only if the status is one RFC 9110 defines,
+  and then no-store is ignored. Qualified ``no-cache="F"`` and ``private="F"`` act
+  as their unqualified forms (§5.2.2.4, §5.2.2.7 allow it): validated on every use,
+  never stored. Unknown directives are ignored.
 - A field that fails to parse counts as absent; it never defaults to ``now``.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from multidict import CIMultiDict
 
 from shared.http.fields import (
+    Directives,
     Headers,
     _tokens,
     delta_seconds,
@@ -28,7 +40,7 @@ from shared.http.fields import (
     parse_cache_control,
     vary_names,
 )
-from shared.http.freshness import HEURISTIC_STATUSES, _lifetime, current_age
+from shared.http.freshness import HEURISTIC_STATUSES, current_age, freshness_lifetime
 
 __all__ = [
     "Lookup",
@@ -40,13 +52,21 @@ __all__ = [
     "serve_to_authorized",
     "stale_rules",
     "storable",
+    "stored_lifetime",
 ]
 
-_UNDERSTOOD = HEURISTIC_STATUSES | {302, 303, 307}  # final; 206 never: we store whole objects
+# Final statuses RFC 9110 §15 defines, whose caching semantics tiercdn implements
+# (must-understand, RFC 9111 §5.2.2.3); never 206 (we store whole objects) nor 304.
+_UNDERSTOOD = frozenset(
+    {200, 201, 202, 203, 204, 205, *range(300, 306), 307, 308, *range(400, 418)}
+    | {421, 422, 426, *range(500, 506)}
+)
+_NEVER = frozenset({206, 304})  # a part, or an answer about a stored response (§3)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # RFC 9110 §9.2.1
 _BODY_FIELDS = frozenset({"content-length", "content-encoding", "content-range"})  # 9111 §3.2
 _AUTHORIZED_OK = frozenset({"public", "s-maxage", "must-revalidate"})  # RFC 9111 §3.5
 _NO_STALE = frozenset({"must-revalidate", "proxy-revalidate", "s-maxage"})  # RFC 9111 §4.2.4
+_NO_TTL: Mapping[int, float] = {}
 
 
 class Storable(enum.Enum):
@@ -54,12 +74,12 @@ class Storable(enum.Enum):
 
     YES = "yes"
     METHOD = "method"  # only GET; the caller turns HEAD into GET before asking
-    STATUS = "status"  # not final, not understood, or 206
+    STATUS = "status"  # not final, 206, 304, or must-understand and not understood
     NO_STORE = "no-store"  # in the request or the response
-    PRIVATE = "private"  # qualified or not: a shared cache stores neither
+    PRIVATE = "private"  # qualified or not: a shared cache stores neither (§5.2.2.7)
     AUTHORIZATION = "authorization"  # RFC 9111 §3.5
     VARY_STAR = "vary-star"  # could never be selected (§4.1)
-    NO_FRESHNESS = "no-freshness"  # no explicit freshness, not public, not heuristic status
+    NO_FRESHNESS = "no-freshness"  # no explicit or negative freshness, not public/heuristic
     NOT_FRESH = "not-fresh"  # lifetime 0 and no validator: could never be reused
 
 
@@ -70,14 +90,20 @@ def storable(
     response_headers: Headers,
     *,
     heuristic_max_age: float,
+    negative_ttl: Mapping[int, float] = _NO_TTL,
 ) -> Storable:
     """May a shared cache store this response to a GET (RFC 9111 §3)?"""
     if method != "GET":
         return Storable.METHOD
-    if status not in _UNDERSTOOD:
-        return Storable.STATUS
     request_cc, cc = parse_cache_control(request_headers), parse_cache_control(response_headers)
-    if "no-store" in request_cc or "no-store" in cc:
+    if not 200 <= status < 1000 or status in _NEVER:
+        return Storable.STATUS
+    if "must-understand" in cc:  # §5.2.2.3: it overrides no-store, for statuses understood
+        if status not in _UNDERSTOOD:
+            return Storable.STATUS
+    elif "no-store" in cc:
+        return Storable.NO_STORE
+    if "no-store" in request_cc:  # §5.2.1.5
         return Storable.NO_STORE
     if "private" in cc:
         return Storable.PRIVATE
@@ -85,13 +111,36 @@ def storable(
         return Storable.AUTHORIZATION
     if vary_names(response_headers) is None:
         return Storable.VARY_STAR
-    explicit = "expires" in response_headers or cc.keys() & {"max-age", "s-maxage", "public"}
-    if not explicit and status not in HEURISTIC_STATUSES:
+    explicit = _explicit(response_headers, cc)
+    allowed = explicit or status in negative_ttl or status in HEURISTIC_STATUSES
+    if not allowed and "public" not in cc:
         return Storable.NO_FRESHNESS
-    lifetime = _lifetime(status, response_headers, cc, heuristic_max_age)
+    lifetime = stored_lifetime(
+        status, response_headers, heuristic_max_age=heuristic_max_age, negative_ttl=negative_ttl
+    )
     if lifetime <= 0 and "etag" not in response_headers and "last-modified" not in response_headers:
         return Storable.NOT_FRESH
     return Storable.YES  # no-cache too: it is stored and validated on every use
+
+
+def stored_lifetime(
+    status: int,
+    response_headers: Headers,
+    *,
+    heuristic_max_age: float,
+    negative_ttl: Mapping[int, float] = _NO_TTL,
+) -> float:
+    """Freshness lifetime (RFC 9111 §4.2.1), or ``negative_ttl[status]`` for a status
+    listed there when the response has no explicit freshness (it replaces the heuristic)."""
+    if status in negative_ttl and not _explicit(response_headers):
+        return negative_ttl[status]
+    return freshness_lifetime(status, response_headers, heuristic_max_age=heuristic_max_age)
+
+
+def _explicit(headers: Headers, cc: Directives | None = None) -> bool:
+    """Explicit freshness (RFC 9111 §4.2.1): s-maxage, max-age or Expires."""
+    cc = parse_cache_control(headers) if cc is None else cc
+    return "expires" in headers or bool(cc.keys() & {"max-age", "s-maxage"})
 
 
 class Lookup(enum.Enum):
@@ -111,14 +160,18 @@ def classify(
     response_time: float,
     now: float,
     heuristic_max_age: float,
+    lifetime: float | None = None,
 ) -> Lookup:
-    """Decide how a stored response may answer this request; only-if-cached is the caller's."""
+    """Decide how a stored response may answer this request; only-if-cached is the caller's.
+
+    ``lifetime``: the one computed at store time (negative TTL included), if known."""
     request_cc, cc = parse_cache_control(request_headers), parse_cache_control(response_headers)
     if "no-cache" in cc or "no-cache" in request_cc:  # §5.2.2.4, §5.2.1.4
         return Lookup.MUST_VALIDATE
     if "cache-control" not in request_headers and "no-cache" in _tokens(request_headers, "Pragma"):
         return Lookup.MUST_VALIDATE  # HTTP/1.0 clients: RFC 7234 §5.4, deprecated by 9111 §5.4
-    lifetime = _lifetime(status, response_headers, cc, heuristic_max_age)
+    if lifetime is None:
+        lifetime = freshness_lifetime(status, response_headers, heuristic_max_age=heuristic_max_age)
     age = current_age(response_headers, request_time, response_time, now)
     max_age = delta_seconds(request_cc, "max-age")  # §5.2.1.1; max-age=0 is a reload
     if max_age is not None and (age > max_age or max_age == 0):

@@ -17,7 +17,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from shared.http.dates import parse_http_date
+from shared.http.dates import field_date, parse_http_date
 from shared.http.fields import Headers, _capped, _members
 
 __all__ = [
@@ -47,11 +47,11 @@ def evaluate_conditionals(method: str, request_headers: Headers, response_header
         tags = {tag.removeprefix("W/") for tag in listed}
         etag = response_headers.get("ETag")
         return "*" in tags or (etag is not None and etag.strip().removeprefix("W/") in tags)
-    lines = request_headers.getall("If-Modified-Since", [])
-    since = parse_http_date(lines[0]) if len(lines) == 1 else None  # §13.1.3: one member only
+    since = field_date(request_headers, "If-Modified-Since")  # §13.1.3: invalid is ignored
     if since is None:  # the common case on the hit path: no date parsing
         return False
-    modified = parse_http_date(response_headers.get("Last-Modified", response_headers.get("Date")))
+    stamp = "Last-Modified" if "Last-Modified" in response_headers else "Date"
+    modified = field_date(response_headers, stamp)
     return modified is not None and modified <= since
 
 

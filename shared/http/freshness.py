@@ -5,16 +5,25 @@ Pure: no I/O and no clock. Times are epoch seconds passed in (``now``,
 
 Invariants:
 - Invalid freshness information errs toward stale (RFC 9111 §4.2.1): a malformed
-  max-age, an unparsable Expires or a missing Date gives lifetime 0.
+  max-age, an invalid Expires (§5.3) or a missing Date gives lifetime 0.
+- Every date goes through ``field_date``: strict RFC 9110 §5.6.7, one field line.
 - The heuristic (§4.2.2) is 10 % of Date - Last-Modified, capped at
   ``heuristic_max_age``, and only for a heuristically cacheable status or ``public``.
-- A missing or invalid Age counts as 0, a missing Date as no clock skew (§4.2.3).
+- Age is its first list member (§5.1: ``Age: 7200, 0`` is 7200); a missing or invalid
+  one counts as 0, a missing Date as no clock skew (§4.2.3).
 """
 
 from __future__ import annotations
 
-from shared.http.dates import parse_http_date
-from shared.http.fields import Directives, Headers, _delta, delta_seconds, parse_cache_control
+from shared.http.dates import field_date
+from shared.http.fields import (
+    Directives,
+    Headers,
+    _delta,
+    _members,
+    delta_seconds,
+    parse_cache_control,
+)
 
 __all__ = ["HEURISTIC_STATUSES", "current_age", "freshness_lifetime"]
 
@@ -39,10 +48,12 @@ def current_age(
 ) -> float:
     """Age at ``now`` of a response requested at ``request_time`` and received at ``response_time``.
 
-    RFC 9111 §4.2.3 exactly; a missing or invalid Age counts as 0, a missing Date as no skew.
+    RFC 9111 §4.2.3 exactly; Age is its first member (§5.1), 0 if missing or invalid; a
+    missing or invalid Date means no skew.
     """
-    age_value = _delta(response_headers.get("Age")) or 0
-    date = parse_http_date(response_headers.get("Date"))
+    ages = _members(",".join(response_headers.getall("Age", [])))
+    age_value = (_delta(ages[0]) if ages else None) or 0  # §5.1: the first member only
+    date = field_date(response_headers, "Date", response_time)
     apparent_age = max(0.0, response_time - date) if date is not None else 0.0
     corrected_age_value = age_value + (response_time - request_time)
     return max(apparent_age, corrected_age_value) + (now - response_time)
@@ -52,11 +63,11 @@ def _lifetime(status: int, headers: Headers, cc: Directives, heuristic_max_age: 
     for name in ("s-maxage", "max-age"):  # RFC 9111 §4.2.1 order; an invalid value is stale
         if name in cc:
             return float(delta_seconds(cc, name) or 0)
-    date = parse_http_date(headers.get("Date"))
-    if "expires" in headers:  # an invalid Expires ("0") means already expired (§5.3)
-        expires = parse_http_date(headers.get("Expires"))
+    date = field_date(headers, "Date")
+    if "expires" in headers:  # an invalid Expires ("0", two lines) is already expired (§5.3)
+        expires = field_date(headers, "Expires", date)
         return max(0.0, expires - date) if expires is not None and date is not None else 0.0
-    modified = parse_http_date(headers.get("Last-Modified"))
+    modified = field_date(headers, "Last-Modified", date)  # invalid: no heuristic
     if date is None or modified is None:
         return 0.0
     if status not in HEURISTIC_STATUSES and "public" not in cc:  # §4.2.2

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "TIERCDN_"
+_FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a token (RFC 9110 §5.1)
 S = TypeVar("S")
 
 
@@ -280,3 +282,22 @@ class CacheSettings(ServiceSettings):
             raise ValueError("--upstream-idle-timeout must be positive")
         if not 0 < self.breaker_error_rate <= 1:
             raise ValueError("--breaker-error-rate must be in (0, 1]")
+        name = self.targeted_cache_control
+        if name and (not _FIELD_NAME.fullmatch(name) or name.lower() == "cache-control"):
+            raise ValueError(f"--targeted-cache-control must be a field name: {name!r}")
+        self.negative_ttls()  # raises on a bad entry
+
+    def negative_ttls(self) -> dict[int, float]:
+        """``--negative-ttl`` as {status: seconds}; entries are ``STATUS=DURATION``."""
+        ttls: dict[int, float] = {}
+        for entry in (e for v in self.negative_ttl for e in v.replace(",", " ").split()):
+            status, eq, duration = entry.partition("=")
+            try:
+                if not eq or not status.isdigit() or not 200 <= int(status) <= 599:
+                    raise ValueError("need a final status")
+                ttls[int(status)] = parse_duration(duration)
+            except ValueError:
+                raise ValueError(
+                    f"--negative-ttl takes STATUS=DURATION (404=2s, 200..599): {entry!r}"
+                ) from None
+        return ttls

@@ -46,6 +46,8 @@ def metadata(obj: CachedObject, length: int, crc32: int | None) -> dict[str, Any
         "vary_key": list(obj.vary_key),
         "status": obj.status,
         "headers": [[k, v] for k, v in obj.headers.items()],
+        # the targeted-field view (RFC 9213) made at store time, when it differs
+        "policy": None if obj.policy is obj.headers else [[k, v] for k, v in obj.policy.items()],
         "request_time": obj.request_time,
         "response_time": obj.response_time,
         "lifetime": obj.lifetime,
@@ -86,6 +88,7 @@ def decode(stem: str, data: bytes) -> tuple[float, CachedObject] | None:
             lifetime=float(nums[2]),
             initial_age=float(nums[3]),
             must_validate=bool(m["must_validate"]),
+            policy_headers=_headers(m.get("policy")),
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -205,3 +208,12 @@ def open_body(path: str, length: int, crc: int | None) -> tuple[IO[bytes] | None
 def close_result(fut: asyncio.Future[tuple[IO[bytes] | None, str]]) -> None:
     if not fut.cancelled() and fut.exception() is None and (fobj := fut.result()[0]):
         fobj.close()
+
+
+def _headers(pairs: Any) -> CIMultiDictProxy[str] | None:
+    """Header lines ``[[name, value], ...]`` from a metadata file (None if absent)."""
+    if pairs is None:
+        return None
+    if not all(isinstance(x, str) for kv in pairs for x in kv):
+        raise TypeError("header lines must be strings")
+    return CIMultiDictProxy(CIMultiDict([(k, v) for k, v in pairs]))

@@ -4,7 +4,10 @@ The body is ``bytes`` (held in memory) or a ``FileBody`` (a file of the disk
 store). Nothing outside ``shared/store/`` opens a ``FileBody``: callers ask the
 store (``open_body``, ``read_body``), so the request path never needs to know
 which tier an object came from. Serving headers are prepared once at store time
-so the hit path copies, never builds.
+so the hit path copies, never builds. So is ``policy``: the view of the headers the
+node's own storage and freshness read, where a targeted field such as
+CDN-Cache-Control stands in for Cache-Control (RFC 9213 §2.2); it is the headers
+themselves when the response has none.
 """
 
 from __future__ import annotations
@@ -48,11 +51,14 @@ class CachedObject:
     lifetime: float  # freshness lifetime (RFC 9111 §4.2.1), computed at store time
     initial_age: float  # corrected_initial_age (RFC 9111 §4.2.3)
     must_validate: bool  # response no-cache: revalidate before every use
+    policy_headers: CIMultiDictProxy[str] | None = None  # the policy view, if not ``headers``
+    policy: CIMultiDictProxy[str] = dataclasses.field(init=False)  # stale rules read it
     prepared: CIMultiDictProxy[str] = dataclasses.field(init=False)
     upstream_status: str = dataclasses.field(init=False)  # upstream Cache-Status, or ""
     upstream_via: str = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
+        self.policy = self.headers if self.policy_headers is None else self.policy_headers
         prepared = CIMultiDict(self.headers)
         for name in _PER_RESPONSE:
             prepared.popall(name, None)

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from shared.engine.node import NODE
-from tests.functional.rawserver import RawServer, head
+from tests.functional.rawserver import RawServer, Script, head
 from tests.helpers import url_of
 
 BODY = bytes(range(256)) * 400  # 100 KiB
@@ -179,3 +179,69 @@ async def test_proxy_cut_body_of_a_changed_object_is_aborted_not_spliced(
             await resp.read()
     assert len(seen) == 2 and seen[1]["If-Range"] == '"v1"'
     assert len(edge.app[NODE].store) == 0
+
+
+def _long_body_first() -> tuple[list[bytes], Script]:
+    """An upstream whose first answer is ``Content-Length: 100`` with 150 bytes; it
+    answers every later request, on that connection or a new one, honestly (10
+    bytes). Returns the request heads it saw (each connection's first is read by
+    ``RawServer``) and the script."""
+    heads: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(b"")
+        if len(heads) == 1:
+            writer.write(head(100) + BODY[:150])
+            await writer.drain()
+        else:
+            writer.write(head(10) + b"0123456789")
+        while True:
+            heads.append(await reader.readuntil(b"\r\n\r\n"))
+            writer.write(head(10) + b"0123456789")
+            await writer.drain()
+
+    return heads, script
+
+
+async def test_proxy_body_longer_than_content_length_keeps_content_length_bytes(start_node, http):
+    """A body longer than its Content-Length: exactly Content-Length bytes are
+    served and stored, the upstream connection is dropped, and the next request
+    for another URL succeeds (RFC 9112 §6.3, §11.2)."""
+    heads, script = _long_body_first()
+    async with RawServer(script).running() as upstream:
+        edge = await start_node("edge-1", upstream.url)
+        async with http.get(url_of(edge) + "/seg.m4s") as resp:
+            assert resp.status == 200
+            assert await resp.read() == BODY[:100]
+        assert [obj.body for obj in edge.app[NODE].store] == [BODY[:100]]
+        async with http.get(url_of(edge) + "/other.m4s") as resp:
+            assert resp.status == 200
+            assert await resp.read() == b"0123456789"
+        async with http.get(url_of(edge) + "/seg.m4s") as resp:
+            assert await resp.read() == BODY[:100]
+            assert "hit" in resp.headers["Cache-Status"]
+        assert len(heads) == 2 and upstream.requests == 2  # on a new connection
+
+
+async def _early_hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n")
+    await writer.drain()
+    writer.write(head(len(BODY)) + BODY)
+    await writer.drain()
+    await reader.read()
+
+
+async def test_proxy_interim_response_is_skipped_final_stored_without_its_fields(start_node, http):
+    """A 103 before the final response (RFC 9110 §15.2, §15.2.3) is skipped (aiohttp's
+    client does not expose 1xx): the final 200 arrives whole and is stored without the
+    103's fields."""
+    async with RawServer(_early_hints).running() as upstream:
+        edge = await start_node("edge-1", upstream.url)
+        for member in ("fwd=uri-miss", "hit"):
+            async with http.get(url_of(edge) + "/seg.m4s") as resp:
+                assert resp.status == 200 and await resp.read() == BODY
+                assert "Link" not in resp.headers
+                assert member in resp.headers["Cache-Status"]
+        [obj] = edge.app[NODE].store
+        assert obj.body == BODY and "Link" not in obj.headers
+        assert upstream.requests == 1

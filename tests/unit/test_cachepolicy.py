@@ -6,7 +6,7 @@ import pytest
 
 import shared.http
 from shared.http import cachepolicy as cp
-from shared.http import conditionals, dates, fields, freshness
+from shared.http import conditionals, dates, fields, freshness, targeted
 from shared.http.cachepolicy import Lookup, Storable
 from tests.helpers import T, date, hdrs
 
@@ -25,8 +25,8 @@ FRESH_200 = ("Cache-Control: max-age=60",)
         pytest.param("GET", 206, (), FRESH_200, Storable.STATUS, id="206"),
         pytest.param("GET", 100, (), FRESH_200, Storable.STATUS, id="1xx"),
         pytest.param("GET", 304, (), FRESH_200, Storable.STATUS, id="304"),
-        pytest.param("GET", 500, (), FRESH_200, Storable.STATUS, id="500"),
-        pytest.param("GET", 503, (), FRESH_200, Storable.STATUS, id="503"),
+        pytest.param("GET", 500, (), FRESH_200, Storable.YES, id="500-max-age"),  # §3
+        pytest.param("GET", 503, (), FRESH_200, Storable.YES, id="503-max-age"),
         pytest.param("GET", 302, (), FRESH_200, Storable.YES, id="302-explicit"),
         pytest.param("GET", 302, (), ('ETag: "a"',), Storable.NO_FRESHNESS, id="302-implicit"),
         pytest.param("GET", 307, (), ("Expires: 0",), Storable.NOT_FRESH, id="307-expires-0"),
@@ -366,7 +366,7 @@ def test_module_exports_resolve():
 
 def test_package_exports_are_the_modules_exports():
     """shared.http re-exports exactly its modules' __all__, as the same objects."""
-    modules = (dates, fields, freshness, cp, conditionals)
+    modules = (dates, fields, targeted, freshness, cp, conditionals)
     names = [n for m in modules for n in m.__all__]
     assert sorted(shared.http.__all__) == sorted(names)
     assert all(getattr(shared.http, n) is getattr(m, n) for m in modules for n in m.__all__)
@@ -388,3 +388,173 @@ def test_package_exports_are_the_modules_exports():
 def test_stale_rules(cc, expected):
     """RFC 9111 §4.2.4 forbids serving stale; RFC 5861 windows are read as given."""
     assert cp.stale_rules(hdrs(f"Cache-Control: {cc}")) == expected
+
+
+# --- status codes, negative TTL, must-understand (RFC 9111 §3, §4.2.2, §5.2.2) ---------------
+
+NEG = {404: 2.0, 410: 30.0}
+HEURISTIC_404 = (f"Date: {date(0)}", f"Last-Modified: {date(-1000)}")
+
+
+@pytest.mark.parametrize(
+    ("status", "response", "negative", "expected"),
+    [
+        # §3: any final status with explicit freshness is storable, unknown ones too
+        pytest.param(299, FRESH_200, {}, Storable.YES, id="s3-299-max-age"),
+        pytest.param(599, FRESH_200, {}, Storable.YES, id="s3-599-max-age"),
+        pytest.param(410, ("Cache-Control: s-maxage=5",), {}, Storable.YES, id="s3-410-s-maxage"),
+        pytest.param(
+            502, (f"Date: {date(0)}", f"Expires: {date(60)}"), {}, Storable.YES, id="s3-502-expires"
+        ),
+        pytest.param(504, FRESH_200, {}, Storable.YES, id="s3-504-max-age"),
+        pytest.param(199, FRESH_200, {}, Storable.STATUS, id="s3-1xx-not-final"),
+        pytest.param(304, FRESH_200, {}, Storable.STATUS, id="s3-304"),
+        # §4.2.2: heuristic freshness only for heuristically cacheable statuses
+        pytest.param(404, HEURISTIC_404, {}, Storable.YES, id="s4.2.2-404-heuristic"),
+        pytest.param(500, HEURISTIC_404, {}, Storable.NO_FRESHNESS, id="s4.2.2-500-no-heuristic"),
+        pytest.param(299, HEURISTIC_404, {}, Storable.NO_FRESHNESS, id="s4.2.2-299-no-heuristic"),
+        pytest.param(500, (), {}, Storable.NO_FRESHNESS, id="s3-500-bare"),
+        # --negative-ttl: statuses listed, without explicit freshness
+        pytest.param(404, (), NEG, Storable.YES, id="neg-404-bare"),
+        pytest.param(503, (), {503: 1.0}, Storable.YES, id="neg-503-bare"),
+        pytest.param(404, (), {410: 30.0}, Storable.NOT_FRESH, id="neg-other-status"),
+        pytest.param(
+            404, ("Cache-Control: no-store",), NEG, Storable.NO_STORE, id="neg-never-no-store"
+        ),
+        pytest.param(404, ("Cache-Control: private",), NEG, Storable.PRIVATE, id="neg-not-private"),
+        pytest.param(
+            404, ("Cache-Control: max-age=0",), NEG, Storable.NOT_FRESH, id="neg-explicit-wins"
+        ),
+        # §5.2.2.3 must-understand: store only understood statuses, then ignore no-store
+        pytest.param(
+            200,
+            ("Cache-Control: must-understand, no-store, max-age=60",),
+            {},
+            Storable.YES,
+            id="s5.2.2.3-understood-ignores-no-store",
+        ),
+        pytest.param(
+            404,
+            ("Cache-Control: must-understand, no-store, max-age=60",),
+            {},
+            Storable.YES,
+            id="s5.2.2.3-404-understood",
+        ),
+        pytest.param(
+            299,
+            ("Cache-Control: must-understand, max-age=60",),
+            {},
+            Storable.STATUS,
+            id="s5.2.2.3-unknown-status",
+        ),
+        pytest.param(
+            599,
+            ("Cache-Control: must-understand, no-store, max-age=60",),
+            {},
+            Storable.STATUS,
+            id="s5.2.2.3-unknown-status-no-store",
+        ),
+        pytest.param(
+            200,
+            ("Cache-Control: must-understand, private, max-age=60",),
+            {},
+            Storable.PRIVATE,
+            id="s5.2.2.3-private-still-applies",
+        ),
+        # §5.2.3: unknown extensions are ignored
+        pytest.param(
+            200, ("Cache-Control: max-age=60, x-foo=bar, zork",), {}, Storable.YES, id="s5.2.3-ext"
+        ),
+        # §5.2.2.7 qualified private: treated as unqualified (never stored)
+        pytest.param(
+            200,
+            ('Cache-Control: private="Set-Cookie, X-Token", max-age=60',),
+            {},
+            Storable.PRIVATE,
+            id="s5.2.2.7-private-fields",
+        ),
+        # §5.2.2.4 qualified no-cache: stored, validated on every use (as unqualified)
+        pytest.param(
+            200,
+            ('Cache-Control: no-cache="Set-Cookie", max-age=60',),
+            {},
+            Storable.YES,
+            id="s5.2.2.4-no-cache-fields",
+        ),
+    ],
+)
+def test_storable_status_and_negative_ttl(status, response, negative, expected):
+    """Which statuses are stored, with explicit, heuristic or negative freshness."""
+    got = cp.storable(
+        "GET", status, hdrs(), hdrs(*response), heuristic_max_age=3600, negative_ttl=negative
+    )
+    assert got is expected
+
+
+def test_storable_must_understand_still_obeys_request_no_store():
+    """§5.2.1.5: must-understand overrides the response's no-store, never the request's."""
+    got = cp.storable(
+        "GET",
+        200,
+        hdrs("Cache-Control: no-store"),
+        hdrs("Cache-Control: must-understand, max-age=60"),
+        heuristic_max_age=3600,
+    )
+    assert got is Storable.NO_STORE
+
+
+@pytest.mark.parametrize(
+    ("status", "response", "expected"),
+    [
+        pytest.param(404, (), 2.0, id="neg-404"),
+        pytest.param(404, HEURISTIC_404, 2.0, id="neg-replaces-heuristic"),
+        pytest.param(404, ("Cache-Control: max-age=9",), 9.0, id="explicit-max-age-wins"),
+        pytest.param(410, ("Cache-Control: public",), 30.0, id="public-is-not-explicit"),
+        pytest.param(500, (), 0.0, id="unlisted"),
+        pytest.param(200, HEURISTIC_404, 100.0, id="heuristic-200"),
+    ],
+)
+def test_stored_lifetime(status, response, expected):
+    """--negative-ttl gives a lifetime only without explicit freshness (RFC 9111 §4.2.1)."""
+    got = cp.stored_lifetime(status, hdrs(*response), heuristic_max_age=3600, negative_ttl=NEG)
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        pytest.param('no-cache="Set-Cookie", max-age=60', Lookup.MUST_VALIDATE, id="no-cache-f"),
+        pytest.param("max-age=60, x-unknown", Lookup.FRESH, id="extension-ignored"),
+    ],
+)
+def test_classify_qualified_no_cache_validates(response, expected):
+    """§5.2.2.4: qualified no-cache acts as unqualified: validated on every use."""
+    got = cp.classify(
+        hdrs("Cache-Control: max-stale"),
+        hdrs(f"Cache-Control: {response}", f"Date: {date(0)}"),
+        status=200,
+        request_time=T,
+        response_time=T,
+        now=T + 1,
+        heuristic_max_age=3600,
+    )
+    assert got is expected
+
+
+def test_classify_uses_the_lifetime_given():
+    """A lifetime computed at store time (negative TTL) is the one classify ages against."""
+
+    def at(now: float) -> Lookup:
+        return cp.classify(
+            hdrs("Cache-Control: min-fresh=0"),
+            hdrs(),
+            status=404,
+            request_time=T,
+            response_time=T,
+            now=now,
+            heuristic_max_age=3600,
+            lifetime=2.0,
+        )
+
+    assert at(T + 1) is Lookup.FRESH
+    assert at(T + 3) is Lookup.STALE

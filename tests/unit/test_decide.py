@@ -25,6 +25,7 @@ from shared.engine.decide import (
 from shared.engine.outcome import Fwd
 from shared.http import (
     Lookup,
+    cache_headers,
     classify,
     current_age,
     format_http_date,
@@ -781,3 +782,92 @@ def test_decide_fresh_is_served_whatever_the_other_facts(req, in_flight, fields)
     assert freshness(stored, req.headers, now, HEURISTIC) is Lookup.FRESH
     fill = req.key if in_flight else None
     assert decide(req, stored, fill, policy(), now) == FRESH_HIT
+
+
+# --- targeted cache control (RFC 9213 §2.2) and negative TTLs ------------------------
+
+
+def targeted_response(fields: Fields, *, status: int = 200, negative: float | None = None):
+    """A stored response built as ``Fetcher._object`` builds one for a node whose target
+    list is CDN-Cache-Control: its policy view, and a negative TTL if given."""
+    headers = CIMultiDictProxy(CIMultiDict(fields))
+    view = cache_headers(headers, ("CDN-Cache-Control",))
+    lifetime = freshness_lifetime(status, view, heuristic_max_age=HEURISTIC)
+    return CachedObject(
+        key=SEG,
+        vary_names=(),
+        vary_key=(),
+        status=status,
+        headers=headers,
+        body=b"body",
+        request_time=RT,
+        response_time=RT,
+        lifetime=lifetime if negative is None else negative,
+        initial_age=current_age(headers, RT, RT, RT),
+        must_validate="no-cache" in parse_cache_control(view),
+        policy_headers=None if view is headers else CIMultiDictProxy(view),
+    )
+
+
+def cdn(cache_control: str, targeted: str) -> list[tuple[str, str]]:
+    return [*cc(cache_control), ("CDN-Cache-Control", targeted)]
+
+
+@pytest.mark.parametrize(
+    ("req", "fields", "after", "expected"),
+    [
+        pytest.param(
+            request(),
+            cdn("max-age=60, must-revalidate", "max-age=60, stale-while-revalidate=30"),
+            70,
+            d(A.SERVE_STALE_AND_REVALIDATE, F.STALE, R.WHILE_REVALIDATE, BOTH),
+            id="s2.2-swr-over-must-revalidate",
+        ),
+        pytest.param(
+            request(),
+            cdn("max-age=60, stale-while-revalidate=30", "max-age=60, must-revalidate"),
+            70,
+            d(A.REVALIDATE, F.STALE, conditional=BOTH),
+            id="s2.2-must-revalidate-over-swr",
+        ),
+        pytest.param(
+            request(),
+            cdn("max-age=60", "no-cache"),
+            1,
+            d(A.REVALIDATE, F.STALE, conditional=BOTH),
+            id="s2.2-no-cache",
+        ),
+        pytest.param(
+            request([("Cache-Control", "max-stale=100")]),
+            cdn("max-age=60, stale-while-revalidate=30", "max-age=60, proxy-revalidate"),
+            70,
+            d(A.REVALIDATE, F.STALE, conditional=BOTH),
+            id="s2.2-classify-reads-the-view",
+        ),
+        pytest.param(
+            request(),
+            cdn("max-age=0", "max-age=60"),
+            30,
+            FRESH_HIT,
+            id="s2.2-cdn-max-age-over-max-age-0",
+        ),
+    ],
+)
+def test_decide_obeys_the_targeted_field(req, fields, after, expected):
+    """Freshness and the stale rules come from CDN-Cache-Control, not Cache-Control."""
+    stored = targeted_response(fields)
+    assert decide(req, stored, None, policy(), RT + after) == expected
+
+
+@pytest.mark.parametrize(
+    ("req", "after", "expected"),
+    [
+        pytest.param(request(), 1, FRESH_HIT, id="fast-path"),
+        pytest.param(request([("Cache-Control", "min-fresh=0")]), 1, FRESH_HIT, id="classify"),
+        pytest.param(request(), 3, d(A.REVALIDATE, F.STALE), id="expired-no-validators"),
+    ],
+)
+def test_decide_negative_ttl_lifetime(req, after, expected):
+    """A 404 stored for its negative TTL is fresh for that long on either path."""
+    stored = targeted_response([("Date", DATE)], status=404, negative=2.0)
+    assert decide(req, stored, None, policy(), RT + after) == expected

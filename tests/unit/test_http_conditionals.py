@@ -207,3 +207,47 @@ def test_resume_offset(status, rest, rest_length, end, expected):
     """Where byte 40 of a 100-byte body is in the answer that continues it, if any."""
     got = conditionals.resume_offset(FIRST, 100, status, hdrs(*rest), rest_length, 40, end)
     assert got == expected
+
+
+# --- strict HTTP-dates in If-Modified-Since (RFC 9110 §13.1.3, §5.6.7) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("ims", "response", "expected"),
+    [
+        pytest.param("Sun, 06 Nov 1994 08:49:47 GMT", STORED, True, id="imf-fixdate-5.6.7"),
+        pytest.param("Sunday, 06-Nov-94 08:49:47 GMT", STORED, True, id="rfc850-5.6.7"),
+        pytest.param("Sun Nov  6 08:49:47 1994", STORED, True, id="asctime-5.6.7"),
+        # an invalid If-Modified-Since is ignored (§13.1.3): 200, never 304
+        pytest.param("Sun, 06 Nov 1994 08:49:47 UTC", STORED, False, id="ims-utc-ignored"),
+        pytest.param("Sun, 06 Nov 1994 08:49:47 +0000", STORED, False, id="ims-offset-ignored"),
+        pytest.param("Sun, 06 Nov 1994 08:49:47", STORED, False, id="ims-no-zone-ignored"),
+        pytest.param("Sun 06 Nov 1994 08:49:47 GMT", STORED, False, id="ims-no-comma-ignored"),
+        pytest.param("Sun, 06 Nov 94 08:49:47 GMT", STORED, False, id="ims-2digit-year-ignored"),
+        pytest.param("Sun, 06 Nov 1994 8:49:47 GMT", STORED, False, id="ims-1digit-hour-ignored"),
+        pytest.param("Sun, 06-Nov-1994 08:49:47 GMT", STORED, False, id="ims-dashes-ignored"),
+        pytest.param(
+            "Sun, 06 Nov 1994 08:49:47 GMT, Sun, 06 Nov 1994 08:49:57 GMT",
+            STORED,
+            False,
+            id="ims-list-ignored-9110-5.3",
+        ),
+        # the stored validator is strict too: an invalid Last-Modified never matches
+        pytest.param(
+            "Sun, 06 Nov 1994 08:49:47 GMT",
+            ("Last-Modified: Sun, 06 Nov 1994 08:49:37 UTC", f"Date: {date(100)}"),
+            False,
+            id="lm-utc-never-matches",
+        ),
+        pytest.param(
+            "Sun, 06 Nov 1994 08:49:47 GMT",
+            ("Date: Sun, 06 Nov 1994 08:49:37 +0000",),
+            False,
+            id="date-offset-never-matches",
+        ),
+    ],
+)
+def test_evaluate_conditionals_strict_dates(ims, response, expected):
+    """Only an RFC 9110 §5.6.7 HTTP-date in If-Modified-Since can turn a 200 into a 304."""
+    req = hdrs(f"If-Modified-Since: {ims}")
+    assert conditionals.evaluate_conditionals("GET", req, hdrs(*response)) is expected

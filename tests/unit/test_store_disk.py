@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
 
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from shared.store import CachedObject, DiskStore, FileBody, MemoryStore, diskfiles
 from tests.helpers import stored_object as obj
@@ -201,6 +203,23 @@ async def test_diskstore_restart_finds_objects_with_headers_times_and_vary(tmp_p
     assert (w.vary_names, w.vary_key) == (names, ("accept-encoding: gzip",))
     assert await read(second, w) == bytes([2]) * 100
     assert second.bytes == first.bytes
+    await second.close()
+
+
+async def test_diskstore_restart_keeps_the_targeted_field_view(tmp_path):
+    """The view of the headers made at store time from a targeted field (RFC 9213
+    §2.2: CDN-Cache-Control over Cache-Control) comes back after a restart, so
+    stale rules still read the field that made them; a plain object has none."""
+    policy = CIMultiDictProxy(CIMultiDict({"Cache-Control": "max-age=60, must-revalidate"}))
+    headers = CIMultiDictProxy(CIMultiDict({"Cache-Control": "max-age=0"}))
+    t = dataclasses.replace(obj("/t", 100), headers=headers, policy_headers=policy)
+    first = await stored(tmp_path, t, obj("/p", 100))
+    await first.close()
+    second = await stored(tmp_path)
+    [got] = second.lookup("/t")
+    assert got.policy == policy and got.headers["Cache-Control"] == "max-age=0"
+    [plain] = second.lookup("/p")
+    assert plain.policy is plain.headers
     await second.close()
 
 
