@@ -1,8 +1,9 @@
 """``tiercdn-origin``: serve a DASH library, make a sample title, package a video.
 
-``serve`` takes every ``OriginSettings`` field as a flag or a ``TIERCDN_*``
-env var and runs on the stock asyncio loop (it has ``loop.sendfile``, which
-``web.FileResponse`` uses; uvloop does not). ``sample`` and ``package`` fail
+``serve`` takes every ``OriginSettings`` field as a flag, a ``TIERCDN_*``
+env var or a key of its ``--config`` TOML file, and runs on the stock asyncio
+loop (it has ``loop.sendfile``, which ``web.FileResponse`` uses; uvloop does
+not). ``sample`` and ``package`` fail
 with one ``error: ...`` line and exit code 1, never a traceback.
 """
 
@@ -20,7 +21,7 @@ from origin.packager import DEFAULT_LADDER, PackagingError, make_sample, package
 from origin.settings import OriginSettings
 from shared.service.connection import ConnectionLimits
 from shared.service.run import configure_logging, run, serve
-from shared.service.settings import add_arguments, from_namespace
+from shared.service.settings import Parser, add_arguments, add_config_argument, from_namespace
 from shared.service.units import parse_duration
 
 __all__ = ["main"]
@@ -34,12 +35,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tiercdn-origin", description="tiercdn's DASH origin: serve, sample, package"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve_cmd = commands.add_parser("serve", help="serve a library of DASH titles over HTTP")
+    add_config_argument(serve_cmd)
     add_arguments(serve_cmd, OriginSettings)
     serve_cmd.set_defaults(func=_serve)
 
@@ -81,7 +83,7 @@ def _add_encoding_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _serve(ns: argparse.Namespace) -> int:
     settings = from_namespace(OriginSettings, ns)
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, settings.access_log_file)
     try:
         app = make_app(settings)
     except FileNotFoundError as exc:
@@ -106,6 +108,7 @@ def _serve(ns: argparse.Namespace) -> int:
             ready_message=ready,
             limits=ConnectionLimits.of(settings),
             registry=app[METRICS_KEY].registry,
+            name=settings.name,
         )
 
     return run(serving, use_uvloop=False)

@@ -55,6 +55,7 @@ from shared.http import (
     vary_key,
     vary_names,
 )
+from shared.service.accesslog import UPSTREAM
 from shared.store import CachedObject
 
 if TYPE_CHECKING:
@@ -235,6 +236,7 @@ class Driver:
             forward=forward,
         )
         reader = fill.reader()  # registered before the head: streaming fills keep its bytes
+        waited = time.monotonic()
         try:
             try:
                 head = await reader.wait_head()
@@ -245,6 +247,9 @@ class Driver:
                     head = await reader.wait_head()
             except UpstreamError as exc:
                 return exc
+            finally:
+                # the access log's upstream time, summed over retried fills
+                request[UPSTREAM] = request.get(UPSTREAM, 0.0) + time.monotonic() - waited
             outcome = Outcome.BYPASS if facts.pass_marked else Outcome.MISS
             if not leader:
                 outcome = Outcome.COALESCED
@@ -302,10 +307,12 @@ class Driver:
         if "Content-Length" in request.headers:
             headers["Content-Length"] = request.headers["Content-Length"]
         data = request.content if request.body_exists else None
+        waited = time.monotonic()
         try:
             async with self.fetcher.upstream.request(
                 request.method, url, headers, key=url, data=data
             ) as up:
+                request[UPSTREAM] = time.monotonic() - waited
                 if invalidates(request.method, up.status):
                     self.node.invalidate(url)
                 status = up.status

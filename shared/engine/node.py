@@ -133,7 +133,14 @@ class Node:
         """cleanup_ctx: open the store and the upstream session; on stop, end fills."""
         await self.store.open()
         await self.upstream.start()
-        log.info("%s caching %s for %s", self.name, format_size(self.store.capacity), self.upstream)
+        disk = self.store.disk
+        log.info(
+            "%s caching %s in memory%s for %s",
+            self.name,
+            format_size(self.store.capacity - (disk.capacity if disk else 0)),
+            f" and {format_size(disk.capacity)} on disk at {disk.root}" if disk else "",
+            self.upstream,
+        )
         yield
         await self.tasks.close()
         await self.upstream.close()

@@ -31,6 +31,7 @@ from shared.http import (
     if_range_matches,
     parse_range,
 )
+from shared.service.accesslog import SENT
 from shared.service.metrics import Metrics
 from shared.store import CachedObject
 
@@ -188,6 +189,7 @@ class Responder:
             return resp
         finally:
             self._bytes_upstream.inc(sent)
+            request[SENT] = sent  # for the access log
         await resp.write_eof()
         return resp
 
@@ -198,10 +200,12 @@ class Responder:
         resp = web.StreamResponse(status=up.status, headers=self.client_headers(up.headers, member))
         resp.content_length = up.content_length
         await resp.prepare(request)
+        request[SENT] = 0
         try:
             async for chunk in up.chunks():
                 await resp.write(chunk)
                 self._bytes_upstream.inc(len(chunk))
+                request[SENT] += len(chunk)
         except UpstreamError as exc:
             log.info("aborting %s %s: %s", request.method, request.path, exc)
             _abort(request)
@@ -290,7 +294,9 @@ async def send_file(
     under uvloop, ``_SEND_CHUNK`` slices read with ``os.pread`` in an executor, so a
     Range hit reads only its slice. Raises ``ConnectionResetError`` if the file ends
     early: the caller must abort, never finish a short response. Call
-    ``response.write_eof()`` afterwards."""
+    ``response.write_eof()`` afterwards. Adds the bytes sent to ``request[SENT]``
+    (``response.body_length`` never sees what ``loop.sendfile`` sends)."""
+    request[SENT] = request.get(SENT, 0)
     if count <= 0:
         return
     loop = asyncio.get_running_loop()
@@ -303,6 +309,7 @@ async def send_file(
         except NotImplementedError:
             pass
         else:
+            request[SENT] += sent
             if sent != count:
                 raise ConnectionResetError(f"file ended after {sent} of {count} bytes")
             return
@@ -312,5 +319,6 @@ async def send_file(
         if not chunk:
             raise ConnectionResetError(f"file ended with {count} bytes still to send")
         await response.write(chunk)
+        request[SENT] += len(chunk)
         offset += len(chunk)
         count -= len(chunk)

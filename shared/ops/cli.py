@@ -27,18 +27,27 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
-from shared.ops.topology import TIERS, Topology, TopologyError
-from shared.service.settings import add_arguments, from_namespace, option, size_field
+from shared.ops.config import add_check_config, check_config
+from shared.ops.topology import TIERS, Topology, TopologyError, busy_port
+from shared.service.settings import (
+    Parser,
+    add_arguments,
+    duration_field,
+    from_namespace,
+    option,
+    size_field,
+)
 
 __all__ = ["main"]
 
 _STARTUP_SECONDS = 30.0
-_STOP_SECONDS = 10.0
+_BACKOFF_SECONDS = (1.0, 30.0)  # a dead tier's restart delay: first, cap (doubling)
+_STABLE_SECONDS = 30.0  # a tier up this long starts its backoff afresh
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +66,9 @@ class UpSettings:
     sample_duration: float = option(60.0, "seconds of the sample title made on first run")
     access_log: bool = option(False, "each tier logs one line per request")
     admin_token: str = option("", "token for purge/prewarm on regional and edge; '' = off")
+    drain_timeout: float = duration_field(
+        "10s", "on stop, how long each tier may finish in-flight responses before SIGKILL"
+    )
 
     def admin(self, port: int) -> int:
         return port + self.admin_offset
@@ -90,26 +102,110 @@ def _print_ready(top: Topology, started: float, token: bool) -> None:
     print("  metrics:   <admin>/metrics     Ctrl-C stops all three\n", flush=True)
 
 
+def _library_dir(value: str) -> Path:
+    """``--library`` as a directory, made if missing; a bad value is one line, exit 1."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise SystemExit(f"error: --library {value}: not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SystemExit(f"error: --library {value}: cannot create it: {exc.strerror}") from None
+    return path
+
+
+def _check_ports(s: UpSettings, ports: dict[str, tuple[int, int]]) -> None:
+    """Refuse, before starting anything, if any main or admin port is taken."""
+    labels = {p: f"{name} admin" for name, (_, p) in ports.items()}
+    labels.update({p: name for name, (p, _) in ports.items()})
+    busy = busy_port(list(labels), s.host)
+    if busy is not None:
+        raise SystemExit(
+            f"error: port {busy} ({labels[busy]}) is already in use on {s.host}; nothing started"
+        )
+
+
+@dataclasses.dataclass
+class _Restarts:
+    """When to start each dead tier again: after 1 s, doubling up to 30 s; a tier
+    that then runs ``_STABLE_SECONDS`` starts its backoff afresh.
+    # guarded by: the main thread (the supervising loop) only"""
+
+    count: dict[str, int] = dataclasses.field(default_factory=dict)
+    delay: dict[str, float] = dataclasses.field(default_factory=dict)  # the next one
+    due: dict[str, float] = dataclasses.field(default_factory=dict)  # monotonic
+    since: dict[str, float] = dataclasses.field(default_factory=dict)  # last start
+
+    def schedule(self, name: str, now: float) -> float:
+        first, cap = _BACKOFF_SECONDS
+        if now - self.since.get(name, now) >= _STABLE_SECONDS:
+            self.delay.pop(name, None)
+        delay = self.delay.get(name, first)
+        self.delay[name] = min(2 * delay, cap)
+        self.due[name] = now + delay
+        return delay
+
+    def started(self, name: str, now: float) -> int:
+        del self.due[name]
+        self.since[name] = now
+        self.count[name] = self.count.get(name, 0) + 1
+        return self.count[name]
+
+    def __repr__(self) -> str:
+        return f"<_Restarts count={self.count} due={sorted(self.due)}>"
+
+
+def _supervise(top: Topology, stopping: Callable[[], bool]) -> _Restarts:
+    """Restart a tier that dies (with backoff) until ``stopping()``; the others keep
+    serving (the edge falls back to the origin while the regional is down)."""
+    restarts = _Restarts()
+    while not stopping():
+        now = time.monotonic()
+        for tier in top.tiers.values():
+            if tier.proc.poll() is None:
+                continue
+            if tier.name not in restarts.due:
+                delay = restarts.schedule(tier.name, now)
+                status = tier.proc.returncode
+                print(f"{tier.name} exited with status {status}; restart in {delay:g}s", flush=True)
+            elif now >= restarts.due[tier.name]:
+                top.respawn(tier.name)
+                n = restarts.started(tier.name, now)
+                print(f"{tier.name} restarted, pid {tier.pid} (restart #{n})", flush=True)
+        time.sleep(0.1)
+    return restarts
+
+
+def _stop(top: Topology, drain: float) -> None:
+    """Edge, then regional, then origin: SIGTERM, up to ``drain`` s to finish, SIGKILL."""
+    for tier in reversed(top.tiers.values()):
+        print(f"stopping {tier.name} (draining up to {drain:g}s)...", flush=True)
+        drained = top.stop_tier(tier.name, drain)
+        print(f"{tier.name} stopped" if drained else f"{tier.name} killed", flush=True)
+
+
 def up(settings: UpSettings) -> int:
-    """Run the three tiers until SIGINT/SIGTERM or until one of them dies."""
+    """Run the three tiers, restarting any that dies, until SIGINT/SIGTERM."""
     started = time.monotonic()
-    library = Path(settings.library)
-    if not _has_title(library):
-        library.mkdir(parents=True, exist_ok=True)
-        _make_sample(library, settings.sample_duration)
-    stopping = False
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     s = settings
     ports = {
         name: (port, s.admin(port))
         for name, port in zip(TIERS, (s.origin_port, s.regional_port, s.edge_port), strict=True)
     }
+    _check_ports(s, ports)
+    library = _library_dir(s.library)
+    if not _has_title(library):
+        _make_sample(library, s.sample_duration)
+    ready = stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        if not ready:
+            raise KeyboardInterrupt  # abandon start-up: launch stops what it started
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     try:
         top = Topology.launch(
             library,
@@ -124,19 +220,20 @@ def up(settings: UpSettings) -> int:
             cache_dir=Path(s.cache_dir),
             ready_seconds=_STARTUP_SECONDS,
         )
+        ready = True
     except TopologyError as exc:
         raise SystemExit(f"error: {exc}") from None
+    except KeyboardInterrupt:
+        print("stopped before it was up", flush=True)
+        return 130
     try:
         _print_ready(top, started, bool(s.admin_token))
-        while not stopping:
-            top.check_alive()
-            time.sleep(0.2)
-        print("stopping edge, regional, origin...", flush=True)
-        return 0
-    except TopologyError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        restarts = _supervise(top, lambda: stopping)
     finally:
-        top.stop(_STOP_SECONDS)
+        _stop(top, s.drain_timeout)
+    if restarts.count:
+        print(f"restarts: {restarts.count}", flush=True)
+    return 0
 
 
 # --- purge and prewarm: clients of the nodes' admin listeners -----------------------
@@ -301,8 +398,8 @@ def _add_token(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tiercdn", description="tiercdn: a local three-tier CDN")
-    verbs = parser.add_subparsers(dest="verb", required=True)
+    parser = Parser(prog="tiercdn", description="tiercdn: a local three-tier CDN")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     up_parser = verbs.add_parser("up", help="run origin, regional and edge with a sample title")
     add_arguments(up_parser, UpSettings)
 
@@ -345,7 +442,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "args", nargs=argparse.REMAINDER, help="options of loadtest.viewers, e.g. --viewers 50"
     )
 
+    p = verbs.add_parser("top", help="live per-node rates of a running topology")
+    p.add_argument("urls", nargs="*", metavar="ADMIN_URL", help="default: tiercdn up's 908x")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between samples (1)")
+    p.add_argument("--once", action="store_true", help="print one snapshot (two samples)")
+
+    add_check_config(verbs)
     ns = parser.parse_args(argv)
+    if ns.verb is None:  # bare ``tiercdn``: say what it can do
+        parser.print_help()
+        return 2
+    if ns.verb == "check-config":
+        return check_config(ns.file, ns.tier)
+    if ns.verb == "top":
+        from shared.ops.top import run as top  # rich: only for this verb
+
+        return top(ns)
     if ns.verb == "loadtest":
         return loadtest(ns)
     if ns.verb == "up":

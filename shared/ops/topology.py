@@ -7,9 +7,13 @@ a node's loop.
 
 Invariants:
 
-- ``launch`` waits at most ``ready_seconds`` for every ``/healthz``; ``stop``
-  sends SIGTERM edge first, origin last, and kills a tier that has not stopped
-  after ``stop_seconds``.
+- ``launch`` starts a tier only once the one before it answers ``/healthz``
+  (an edge started before its regional listens would open its breaker and
+  send the first requests past the shield), waiting at most ``ready_seconds``
+  in all; ``stop`` sends SIGTERM edge first, origin last, and kills a tier that
+  has not stopped after ``stop_seconds`` (a node stops accepting on SIGTERM
+  and lets in-flight responses finish: ``shared.service.run.serve``).
+- ``respawn`` starts a dead tier again with the same command line.
 - A tier writing to a log file (never an unread pipe, which would block a
   chatty child) has its log tail quoted when it dies or never becomes healthy.
 """
@@ -29,7 +33,16 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["HOST", "TIERS", "Tier", "Topology", "TopologyError", "answers", "free_ports"]
+__all__ = [
+    "HOST",
+    "TIERS",
+    "Tier",
+    "Topology",
+    "TopologyError",
+    "answers",
+    "busy_port",
+    "free_ports",
+]
 
 HOST = "127.0.0.1"
 TIERS = ("origin", "regional", "edge")  # start order; stop order is the reverse
@@ -48,6 +61,19 @@ def free_ports(count: int, host: str = HOST) -> list[int]:
         for sock in socks:
             sock.bind((host, 0))
         return [int(sock.getsockname()[1]) for sock in socks]
+
+
+def busy_port(ports: list[int], host: str = HOST) -> int | None:
+    """The first of ``ports`` that cannot be bound on ``host`` now (as a server binds
+    it, with SO_REUSEADDR), or None if all are free."""
+    for port in ports:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return port
+    return None
 
 
 def answers(url: str) -> bool:
@@ -69,6 +95,7 @@ class Tier:
     admin_port: int
     proc: subprocess.Popen[bytes]
     log_path: Path | None  # None: the tier writes to our own stdout/stderr
+    argv: list[str] = dataclasses.field(default_factory=list)  # for respawn
 
     @property
     def url(self) -> str:
@@ -142,6 +169,8 @@ class Topology:
         try:
             origin = ["origin", "serve", "--library", str(library), *common, *own.get("origin", ())]
             top._spawn("origin", origin, host, ports["origin"], log_dir)
+            deadline = time.monotonic() + ready_seconds
+            top.wait_healthy(deadline)
             for name, parent, budget in (
                 ("regional", "origin", regional_cache),
                 ("edge", "regional", edge_cache),
@@ -153,7 +182,7 @@ class Topology:
                 if name == "edge":  # with the regional down, go to the origin directly
                     args += ["--fallback", top.tiers["origin"].url]
                 top._spawn(name, args, host, ports[name], log_dir)
-            top.wait_healthy(time.monotonic() + ready_seconds)
+                top.wait_healthy(deadline)  # the tiers before it are healthy already
         except BaseException:
             top.stop()
             raise
@@ -197,15 +226,16 @@ class Topology:
         port, admin_port = ports
         argv = [sys.executable, "-m", *args, "--port", str(port), "--admin-port", str(admin_port)]
         log_path = None if log_dir is None else log_dir / f"{name}.log"
-        with contextlib.ExitStack() as stack:  # the child keeps its own copy of the descriptor
-            out = stack.enter_context(log_path.open("wb")) if log_path else None
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT if out else None,
-            )
-        self.tiers[name] = Tier(name, host, port, admin_port, proc, log_path)
+        proc = _popen(argv, log_path, "wb")
+        self.tiers[name] = Tier(name, host, port, admin_port, proc, log_path, argv)
+
+    def respawn(self, name: str) -> Tier:
+        """Start the (dead) tier ``name`` again with the same command line; its log
+        file, if any, is appended to."""
+        tier = self.tiers[name]
+        assert tier.proc.poll() is not None, f"{name} is still running"
+        tier.proc = _popen(tier.argv, tier.log_path, "ab")
+        return tier
 
     def wait_healthy(self, deadline: float) -> None:
         """Poll each tier's ``/healthz`` until it answers 200, or raise ``TopologyError``."""
@@ -217,6 +247,7 @@ class Topology:
                         f"{tier.name} not healthy in time; log tail:\n{tier.log_tail()}"
                     )
                 time.sleep(_POLL_SECONDS)
+        self.check_alive()  # each answer came from a process we started, still running
 
     def check_alive(self) -> None:
         """Raise ``TopologyError`` if any tier has exited."""
@@ -230,14 +261,35 @@ class Topology:
     def stop(self, stop_seconds: float = 10.0) -> None:
         """SIGTERM edge, regional, origin in turn; kill a tier that outlives ``stop_seconds``."""
         for tier in reversed(self.tiers.values()):
-            if tier.proc.poll() is None:
-                tier.proc.send_signal(signal.SIGTERM)
-            try:
-                tier.proc.wait(stop_seconds)
-            except subprocess.TimeoutExpired:
-                tier.proc.kill()
-                tier.proc.wait()
-            self.exit_codes[tier.name] = tier.proc.returncode
+            self.stop_tier(tier.name, stop_seconds)
+
+    def stop_tier(self, name: str, stop_seconds: float = 10.0) -> bool:
+        """SIGTERM ``name`` and wait up to ``stop_seconds`` for it to drain and exit,
+        then SIGKILL it. True if it exited by itself."""
+        tier = self.tiers[name]
+        if tier.proc.poll() is None:
+            tier.proc.send_signal(signal.SIGTERM)
+        drained = True
+        try:
+            tier.proc.wait(stop_seconds)
+        except subprocess.TimeoutExpired:
+            drained = False
+            tier.proc.kill()
+            tier.proc.wait()
+        self.exit_codes[name] = tier.proc.returncode
+        return drained
 
     def __repr__(self) -> str:
         return f"<Topology {list(self.tiers.values())!r}>"
+
+
+def _popen(argv: list[str], log_path: Path | None, mode: str) -> subprocess.Popen[bytes]:
+    with contextlib.ExitStack() as stack:  # the child keeps its own copy of the descriptor
+        out = stack.enter_context(log_path.open(mode)) if log_path else None
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,  # a terminal's Ctrl-C reaches us only: we stop tiers in order
+        )

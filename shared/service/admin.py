@@ -78,7 +78,7 @@ def stats(node: Node) -> dict[str, object]:
         "hit_ratio": round(hits / lookups, 4) if lookups else None,
         "requests": {o.value: node.counts[o] for o in Outcome},
         "upstreams": {p: b.state.value for p, b in node.upstream.breakers.items()},
-        "origin_budget": repr(node.budget) if node.budget.limited else None,
+        "origin_budget": _budget(node) if node.budget.limited else None,
         "disk": None
         if disk is None
         else {
@@ -89,6 +89,20 @@ def stats(node: Node) -> dict[str, object]:
             "write_errors": disk.write_errors,
             "corrupt_dropped": disk.corrupt_dropped,
         },
+    }
+
+
+def _budget(node: Node) -> dict[str, float]:
+    """The origin budget as numbers (0 = no cap, as its flags say)."""
+    budget = node.budget
+    return {
+        "rate": budget.bucket.rate,
+        "burst": budget.bucket.burst,
+        "tokens": round(budget.tokens(), 3),
+        "concurrency": budget.concurrency,
+        "in_flight": budget.in_flight,
+        "waiting": budget.waiting,
+        "rejected": budget.rejected,
     }
 
 

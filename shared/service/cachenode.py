@@ -1,7 +1,7 @@
 """Run one cache node from the command line: the body of edge and regional ``main``.
 
-Settings come from ``TIERCDN_*`` env vars with flags on top; the tier passes
-its own defaults (name, ports, budget, parent).
+Settings come from a ``--config`` TOML file, ``TIERCDN_*`` env vars over it and
+flags on top; the tier passes its own defaults (name, ports, budget, parent).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main(
 ) -> int:
     """Parse the tier's settings, build its app and serve it until SIGINT/SIGTERM."""
     settings = load(settings_class, argv, prog=prog, description=description, **defaults)
-    service.configure_logging(settings.log_level, settings.log_json)
+    service.configure_logging(settings.log_level, settings.log_json, settings.access_log_file)
     app = make_app(settings)
 
     async def serve() -> None:
@@ -48,6 +48,7 @@ def main(
             ready_message=f"{settings.name} ready on http://{settings.host}:{settings.port}/",
             limits=ConnectionLimits.of(settings),
             registry=app[NODE].metrics.registry,
+            name=settings.name,
         )
 
     loop = settings.event_loop

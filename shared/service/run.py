@@ -1,6 +1,8 @@
 """Process plumbing: logging, uvloop, and running a node's listeners.
 
-The only module that configures logging. ``serve`` runs the main app and its
+The only module that configures logging (the access log's pieces are in
+``shared.service.accesslog``); with ``--log-json`` every line, the ready line
+on stdout included, is one JSON object. ``serve`` runs the main app and its
 admin app on their own listeners (``open_listeners``: both under the same
 ``ConnectionLimits``, see ``shared.service.listener``) until SIGINT/SIGTERM,
 then shuts both down.
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import sys
@@ -18,57 +19,68 @@ import time
 from typing import Any
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 from prometheus_client import CollectorRegistry
 
+from shared.service.accesslog import (
+    ACCESS,
+    AccessLogger,
+    JsonFormatter,
+    ReopeningFileHandler,
+    mark_prepared,
+)
 from shared.service.connection import ConnectionLimits
 from shared.service.limits import raise_fd_limit
 from shared.service.listener import Listener, ListenerCollector
 
-__all__ = ["AccessLogger", "configure_logging", "open_listeners", "run", "serve"]
+__all__ = [
+    "AccessLogger",
+    "configure_logging",
+    "open_listeners",
+    "reopen_log_files",
+    "run",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc)
+_READY = logging.getLogger("tiercdn.ready")  # the ready line, on stdout
 
 
-def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
-    """Log to stderr, one line per record (JSON lines if ``as_json``)."""
+def configure_logging(
+    level: str = "INFO", as_json: bool = False, access_log_file: str = ""
+) -> None:
+    """Log to stderr, one line per record (JSON lines if ``as_json``), the ready line
+    to stdout; access lines to ``access_log_file`` instead when one is given
+    (reopened on SIGUSR1, see ``serve``)."""
+    formatter: logging.Formatter = JsonFormatter()
+    if not as_json:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler = logging.StreamHandler(sys.stderr)
-    if as_json:
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    ready = logging.StreamHandler(sys.stdout)
+    ready.setFormatter(JsonFormatter() if as_json else logging.Formatter("%(message)s"))
+    _READY.handlers[:], _READY.propagate = [ready], False
+    _READY.setLevel(logging.INFO)
+    access = logging.getLogger(ACCESS)
+    for old in access.handlers:
+        old.close()
+    access.handlers[:], access.propagate = [], True
+    if access_log_file:
+        file = ReopeningFileHandler(access_log_file)
+        file.setFormatter(formatter)
+        access.handlers[:], access.propagate = [file], False
+        access.setLevel(logging.INFO)  # asking for a file asks for the lines
 
 
-class AccessLogger(AbstractAccessLogger):
-    """One line per request: method, path, status, bytes, time and Cache-Status."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            '%s "%s %s" %d %d %.1fms "%s"',
-            request.remote,
-            request.method,
-            request.path_qs,
-            response.status,
-            response.body_length,
-            time * 1000,
-            response.headers.get("Cache-Status", "-"),
-        )
+def reopen_log_files() -> None:
+    """Start a new access log file at the same path (SIGUSR1: logrotate moved it)."""
+    for handler in logging.getLogger(ACCESS).handlers:
+        if isinstance(handler, ReopeningFileHandler):
+            handler.reopen()
 
 
 def _install_uvloop() -> None:
@@ -94,18 +106,24 @@ async def open_listeners(
     limits: ConnectionLimits | None = None,
     access_log: bool = False,
     registry: CollectorRegistry | None = None,
+    name: str = "",
 ) -> list[Listener]:
     """Start ``app``'s listener, then ``admin``'s (unless ``admin_port`` is None; 0 is
     any free port); their counts go to ``registry`` when one is given. The caller
-    stops them (``Listener.stop``), last first."""
+    stops them (``Listener.stop``), last first. ``app``'s access lines (``access_log``,
+    or an access log file configured) name the node ``name``."""
     limits = limits or ConnectionLimits()
+    access_log = access_log or bool(logging.getLogger(ACCESS).handlers)  # a file asks for it
+    access = logging.getLogger(f"{ACCESS}.{name}" if name else ACCESS)
+    if access_log and mark_prepared not in app.on_response_prepare:
+        app.on_response_prepare.append(mark_prepared)
     listeners = [
         Listener(
             app,
             host,
             port,
             limits=limits,
-            access_log=logging.getLogger("tiercdn.access") if access_log else None,
+            access_log=access if access_log else None,
             access_log_class=AccessLogger,
         )
     ]
@@ -146,13 +164,15 @@ async def serve(
     ready_message: str | None = None,
     limits: ConnectionLimits | None = None,
     registry: CollectorRegistry | None = None,
+    name: str = "",
 ) -> None:
     """Run ``app`` (and ``admin``, unless ``admin_port`` is 0) until SIGINT or SIGTERM,
-    then stop cleanly."""
+    then stop cleanly; SIGUSR1 reopens the access log file."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
     listeners = await open_listeners(
         app,
         host,
@@ -163,10 +183,13 @@ async def serve(
         limits=limits,
         access_log=access_log,
         registry=registry,
+        name=name,
     )
     try:
         log.info("listening on %s", ", ".join(f"{x.host}:{x.port}" for x in listeners))
-        if ready_message:
+        if ready_message and _READY.handlers:
+            _READY.info(ready_message)
+        elif ready_message:  # logging not configured: a plain line
             print(ready_message, flush=True)
         await stop.wait()
         log.info("stopping")
@@ -187,7 +210,10 @@ def run(coro_factory: Any, *, use_uvloop: bool = True) -> int:
     try:
         asyncio.run(coro_factory())
     except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers):
+            log.error("error: %s", exc)  # --log-json: even this line is JSON
+        else:
+            print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

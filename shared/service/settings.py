@@ -6,6 +6,14 @@ default. A field's ``metadata`` carries its help text and, for sizes and
 durations, the parser (``parse_size`` / ``parse_duration``). Tuple fields take
 the flag several times, or a comma/space separated env var.
 
+``--config FILE`` (or ``TIERCDN_CONFIG``) names a TOML file whose keys are the
+flag names (``cache-bytes`` or ``cache_bytes``); it sits under env vars and
+over the defaults: flag > env > file > default. Every bad value is one line
+naming where it came from: the flag, the env var, or the file and key.
+Boolean env vars take only true/false/1/0/yes/no/on/off; an unknown
+``TIERCDN_*`` variable is warned about (one stderr line) with the closest
+known name.
+
 This module and ``service.py`` are the only readers of ``os.environ``.
 """
 
@@ -13,26 +21,35 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import os
 import re
+import sys
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from shared.service.units import format_size, parse_duration, parse_size
 
 __all__ = [
     "CacheSettings",
+    "Parser",
     "ServiceSettings",
     "add_arguments",
+    "add_config_argument",
     "duration_field",
     "env_name",
     "from_namespace",
     "load",
     "option",
+    "read_config",
     "size_field",
 ]
 
 ENV_PREFIX = "TIERCDN_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 _FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a token (RFC 9110 §5.1)
 S = TypeVar("S")
 
@@ -54,6 +71,24 @@ def size_field(default: str, help: str) -> Any:
 def duration_field(default: str, help: str) -> Any:
     """Seconds, accepting human units (``2s``, ``250ms``)."""
     return option(parse_duration(default), f"{help}; units 2s, 250ms", parse_duration)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line, not the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see --help\n")
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config FILE``: a TOML file of settings under env vars and flags."""
+    parser.add_argument(
+        "--config",
+        dest="config_file",
+        metavar="FILE",
+        default=None,
+        help=f"TOML file of settings, keys as the flag names (under env, flags) [env {CONFIG_ENV}]",
+    )
 
 
 def env_name(field_name: str) -> str:
@@ -88,18 +123,23 @@ def add_arguments(
 def from_namespace(
     cls: type[S], ns: argparse.Namespace, env: Mapping[str, str] | None = None, **overrides: Any
 ) -> S:
-    """Build ``cls`` from parsed flags, then env vars, then ``overrides``, then defaults."""
+    """Build ``cls`` from parsed flags, then env vars, then the ``--config`` file,
+    then ``overrides``, then defaults."""
     env = os.environ if env is None else env
+    _warn_unknown_env(cls, env)
     values: dict[str, Any] = dict(overrides)
+    path = getattr(ns, "config_file", None) or env.get(CONFIG_ENV)
+    if path:
+        values.update(read_config(cls, path))
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        raw = getattr(ns, f.name, None)
+        raw, source = getattr(ns, f.name, None), "--" + f.name.replace("_", "-")
         if raw is None and env_name(f.name) in env:
-            raw = env[env_name(f.name)]
+            raw, source = env[env_name(f.name)], env_name(f.name)
             if str(f.type).startswith("tuple"):
                 raw = [part for part in raw.replace(",", " ").split() if part]
         if raw is None:
             continue
-        values[f.name] = _convert(f, raw)
+        values[f.name] = _convert(f, raw, source)
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
@@ -116,7 +156,8 @@ def load(
     **overrides: Any,
 ) -> S:
     """Parse ``argv`` (flags) and the environment into one frozen ``cls``."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = Parser(prog=prog, description=description)
+    add_config_argument(parser)
     add_arguments(parser, cls, overrides)
     return from_namespace(cls, parser.parse_args(argv), env, **overrides)
 
@@ -139,23 +180,123 @@ def _shown_default(f: dataclasses.Field[Any], value: Any) -> str:
     return str(value)
 
 
-def _convert(f: dataclasses.Field[Any], raw: Any) -> Any:
+def read_config(
+    cls: type[Any], path: str, table: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The settings of ``cls`` in the TOML file ``path`` (or in ``table``, one of its
+    sections), converted; an unknown key or a bad value ends the program naming
+    the file, the key and the value."""
+    if table is None:
+        try:
+            with open(path, "rb") as file:
+                table = tomllib.load(file)
+        except OSError as exc:
+            raise SystemExit(f"error: {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SystemExit(f"error: {path}: not TOML: {exc}") from None
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        f = fields.get(key.replace("-", "_"))
+        if f is None:
+            close = difflib.get_close_matches(key.replace("-", "_"), fields, n=1)
+            hint = f" (did you mean {close[0].replace('_', '-')}?)" if close else ""
+            raise SystemExit(f"error: {path}: unknown key {key} = {value!r}{hint}")
+        values[f.name] = _convert(
+            f, _from_toml(f, value, f"{path}: {key} = {value!r}"), f"{path}: {key}"
+        )
+    return values
+
+
+def _from_toml(f: dataclasses.Field[Any], value: Any, where: str) -> Any:
+    """A TOML value as the text or list a flag would give, or an error if its type is wrong."""
+    kind = str(f.type)
+    if kind.startswith("tuple"):
+        items = value if isinstance(value, list) else [value]
+        if all(isinstance(v, str) for v in items):
+            return list(items)
+        raise SystemExit(f"error: {where}: expected a string or a list of strings")
+    if kind in ("bool", str(bool)):
+        if isinstance(value, bool):
+            return value
+        raise SystemExit(f"error: {where}: expected true or false")
+    if f.metadata.get("parse") is not None:  # a size or a duration: "512MiB", "2s" or a number
+        ok = isinstance(value, str | int | float) and not isinstance(value, bool)
+    elif kind in ("int", str(int)):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind in ("float", str(float)):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise SystemExit(f"error: {where}: expected {_expected(f)}")
+    return value
+
+
+def _expected(f: dataclasses.Field[Any]) -> str:
+    parse = f.metadata.get("parse")
+    if parse is parse_size:
+        return 'a size such as "512MiB"'
+    if parse is parse_duration:
+        return 'a duration such as "2s"'
+    return {"int": "an integer", "float": "a number"}.get(str(f.type), "a string (in quotes)")
+
+
+def _convert(f: dataclasses.Field[Any], raw: Any, source: str | None = None) -> Any:
+    """``raw`` (flag text, env text, a TOML value) as the field's type; an error names
+    ``source`` (the flag, the env var, or the file and key) and the value."""
     parse = f.metadata.get("parse")
     kind = str(f.type)
+    source = source or "--" + f.name.replace("_", "-")
     try:
         if isinstance(raw, list):
             return tuple(parse(v) if parse else v for v in raw)
         if parse is not None:
             return parse(raw)
         if kind in ("bool", str(bool)) and isinstance(raw, str):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
+            text = raw.strip().lower()
+            if text not in _TRUE + _FALSE:
+                raise ValueError("expected true/false, 1/0, yes/no or on/off")
+            return text in _TRUE
         if kind in ("int", str(int)):
-            return int(raw)
+            try:
+                return int(raw)
+            except ValueError:
+                raise ValueError("expected an integer") from None
         if kind in ("float", str(float)):
-            return float(raw)
+            try:
+                return float(raw)
+            except ValueError:
+                raise ValueError("expected a number") from None
     except ValueError as exc:
-        raise SystemExit(f"error: --{f.name.replace('_', '-')}: {exc}") from None
+        hint = "; see --help" if source.startswith("--") else ""
+        raise SystemExit(f"error: {source} {raw!r}: {exc}{hint}") from None
     return raw
+
+
+def _warn_unknown_env(cls: type[Any], env: Mapping[str, str]) -> None:
+    """One stderr line per ``TIERCDN_*`` variable no service's settings know, with the
+    closest name ``cls`` knows (a typo like ``TIERCDN_EDGEPORT`` is otherwise silent)."""
+    if not issubclass(cls, ServiceSettings):
+        return
+    own = [env_name(f.name) for f in dataclasses.fields(cls)]
+    known = {CONFIG_ENV, *own, *(env_name(n) for n in _known_fields())}
+    for name in sorted(env):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, own, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            print(f"warning: {name} is not a setting here (ignored){hint}", file=sys.stderr)
+
+
+def _known_fields() -> set[str]:
+    """Field names of every settings dataclass defined so far (the other tiers' too)."""
+    names: set[str] = set()
+    stack: list[type[Any]] = [ServiceSettings]
+    while stack:
+        cls = stack.pop()
+        names.update(f.name for f in dataclasses.fields(cls))
+        stack.extend(cls.__subclasses__())
+    return names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +310,9 @@ class ServiceSettings:
     admin_port: int = option(0, "port of the admin listener (0 = none)")
     log_level: str = option("INFO", "log level: DEBUG, INFO, WARNING or ERROR")
     access_log: bool = option(False, "log one line per request")
+    access_log_file: str = option(
+        "", "append access lines to this file, reopened on SIGUSR1 (implies --access-log)"
+    )
     log_json: bool = option(False, "log as JSON lines")
     # -- connection hygiene, on every listener (nginx's defaults where it has one) -----
     client_header_timeout: float = duration_field(

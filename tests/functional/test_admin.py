@@ -204,3 +204,18 @@ async def test_admin_lockout_is_per_address(admin, http):
         assert (await purge(other, admin.url, TOKEN)).status == 200
         assert (await purge(other, admin.url, "guess")).status == 403
     assert (await purge(http, admin.url, TOKEN)).status == 429
+
+
+async def test_admin_stats_origin_budget_is_numbers(aiohttp_server, origin_server, http):
+    """/stats is plain JSON all the way down: the origin budget is a dict of numbers."""
+    settings = dataclasses.replace(
+        regional_settings("regional-1", url_of(origin_server)), origin_rate=5.0, origin_burst=7
+    )
+    app = make_regional_app(settings)
+    admin = url_of(await aiohttp_server(make_admin_app(app)))
+    async with http.get(admin + "/stats") as r:
+        budget = (await r.json())["origin_budget"]
+    assert budget["rate"] == 5.0 and budget["burst"] == 7 and budget["rejected"] == 0
+    assert set(budget) == {
+        *("rate", "burst", "tokens", "concurrency", "in_flight", "waiting", "rejected")
+    }

@@ -189,3 +189,40 @@ async def test_cli_up_with_a_token_enables_purge_and_prewarm(sample_library, htt
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_bare_tiercdn_lists_its_verbs():
+    proc = subprocess.run(
+        [sys.executable, "-m", "shared.ops.cli"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2
+    for verb in ("up", "purge", "prewarm", "loadtest", "check-config"):
+        assert f"    {verb}" in proc.stdout
+
+
+def test_tiercdn_unknown_flag_is_one_line():
+    proc = subprocess.run(
+        [sys.executable, "-m", "shared.ops.cli", "purge", "--all", "--bogus"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "tiercdn: error: unrecognized arguments: --bogus; see --help"
+    ]
+
+
+def test_check_config_subprocess_exit_codes(tmp_path):
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text('[edge]\ncache-bytes = "64MiB"\n[origin]\nport = 9000\n')
+    bad.write_text('[regional]\ncache-bytes = "lots"\n')
+    for path, code in ((good, 0), (bad, 1)):
+        proc = subprocess.run(
+            [sys.executable, "-m", "shared.ops.cli", "check-config", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == code, proc.stderr
+    assert f"{bad} [regional]: cache-bytes 'lots'" in proc.stderr

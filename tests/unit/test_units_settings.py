@@ -93,3 +93,49 @@ def test_settings_invalid_values_exit_with_message(argv, message, capsys):
 def test_settings_max_object_clamped_to_cache():
     s = load(CacheSettings, ["--upstream", "http://x", "--cache-bytes", "1MiB"], env={})
     assert s.max_object_bytes == 2**20
+
+
+@pytest.mark.parametrize(
+    ("env", "needles"),
+    [
+        ({"TIERCDN_CACHE_BYTES": "lots"}, ["TIERCDN_CACHE_BYTES 'lots'", "size"]),
+        ({"TIERCDN_PORT": "abc"}, ["TIERCDN_PORT 'abc'", "integer"]),
+        ({"TIERCDN_ACCESS_LOG": "maybe"}, ["TIERCDN_ACCESS_LOG 'maybe'", "true/false"]),
+    ],
+)
+def test_settings_env_errors_name_the_variable(env, needles):
+    with pytest.raises(SystemExit) as exc:
+        load(CacheSettings, ["--upstream", "http://x"], env=env)
+    for needle in needles:
+        assert needle in str(exc.value)
+    assert "--" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(t, True) for t in ("true", "1", "YES", "on")]
+    + [(f, False) for f in ("false", "0", "no", "Off")],
+)
+def test_settings_bool_env_values(text, expected):
+    s = load(CacheSettings, ["--upstream", "http://x"], env={"TIERCDN_ACCESS_LOG": text})
+    assert s.access_log is expected
+
+
+def test_settings_unknown_env_var_warns_with_closest(capsys):
+    load(CacheSettings, ["--upstream", "http://x"], env={"TIERCDN_CACHE_BYTE": "1MiB"})
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "TIERCDN_CACHE_BYTE " in err[0] and "TIERCDN_CACHE_BYTES" in err[0]
+
+
+def test_settings_bad_flag_value_is_one_line_with_help_hint():
+    with pytest.raises(SystemExit) as exc:
+        load(CacheSettings, ["--upstream", "http://x", "--port", "abc"], env={})
+    assert str(exc.value) == "error: --port 'abc': expected an integer; see --help"
+
+
+def test_settings_unknown_flag_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        load(CacheSettings, ["--upstream", "http://x", "--bogus", "1"], prog="tiercdn-edge")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["tiercdn-edge: error: unrecognized arguments: --bogus 1; see --help"]
