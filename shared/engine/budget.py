@@ -42,6 +42,15 @@ class OriginBudget:
         self.rejected = 0
         self._released = asyncio.Event()
 
+    def reconfigure(self, *, rate: float, burst: int, concurrency: int, max_wait: float) -> None:
+        """New limits (a reload); fetches in flight keep their slots, waiters re-check."""
+        if (rate, float(max(1, burst))) != (self.bucket.rate, self.bucket.burst):
+            self.bucket = TokenBucket(rate, burst, self._clock())  # starts full, as at start
+        self.concurrency = concurrency
+        self.max_wait = max_wait
+        released, self._released = self._released, asyncio.Event()
+        released.set()  # a larger cap may free a waiter now
+
     @property
     def limited(self) -> bool:
         return bool(self.bucket.rate or self.concurrency)

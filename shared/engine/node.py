@@ -121,6 +121,14 @@ class Node:
         self.driver = Driver(self)
         m.watch(self)
 
+    def swap(self, settings: CacheSettings, policy: Policy) -> None:
+        """Take reloaded ``settings`` and the decision ``policy`` made from them (see
+        ``shared.service.reload``); the driver's copies follow."""
+        self.settings, self.policy = settings, policy
+        d = self.driver
+        d._policy, d._heuristic = policy, policy.heuristic_max_age
+        d._limited = self.budget.limited
+
     @property
     def misses_in_flight(self) -> int:
         return self.driver.misses_in_flight

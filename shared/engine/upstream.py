@@ -137,12 +137,32 @@ class UpstreamPool:
         self._metrics = metrics
         self.faults = UpstreamFaults.create(metrics.registry)
         self._clock = clock
-        every = [*self.parents, self.fallback] if self.fallback else self.parents
-        self.breakers = {p: breaker() for p in every}
-        for parent in every:
-            metrics.breaker_state.labels(parent).set(0)
+        self._breaker = breaker
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self.reroute(parents, fallback)
         self._session: aiohttp.ClientSession | None = None  # pooled keep-alive connections
         self._fresh: aiohttp.ClientSession | None = None  # a new connection per request
+
+    def reroute(self, parents: Sequence[str], fallback: str = "") -> None:
+        """New parents and fallback (a reload): the session stays; a parent kept keeps
+        its breaker, a new one starts closed. A request already sent to a parent
+        dropped here finishes there."""
+        self.parents = [p.rstrip("/") for p in parents]
+        self.fallback = fallback.rstrip("/")
+        every = [*self.parents, self.fallback] if self.fallback else self.parents
+        self.breakers = {p: self.breakers.get(p) or self._breaker() for p in every}
+        for parent in every:
+            if self.breakers[parent].state is BreakerState.CLOSED:
+                self._metrics.breaker_state.labels(parent).set(0)
+
+    def retune_breakers(self, breaker: Callable[[], CircuitBreaker]) -> None:
+        """New breaker thresholds (a reload): new breakers are made by ``breaker``;
+        existing ones keep their state and counts and take its thresholds."""
+        self._breaker = breaker
+        model = breaker()
+        for b in self.breakers.values():
+            b.min_requests, b.error_rate = model.min_requests, model.error_rate
+            b.window, b.cooldown = model.window, model.cooldown
 
     async def start(self) -> None:
         traces = aiohttp.TraceConfig()
@@ -296,14 +316,15 @@ class UpstreamPool:
 
     def _outcome(self, parent: str, result: str, *, ok: bool, breaker: bool = True) -> None:
         self._metrics.upstream_requests.labels(parent, result).inc()
-        if not breaker:
-            self.breakers[parent].abandon()  # frees a half-open probe it may hold
+        state = self.breakers.get(parent)
+        if state is None:  # dropped by a reload while this request was out
             return
-        changed = self.breakers[parent].record(ok, self._clock())
+        if not breaker:
+            state.abandon()  # frees a half-open probe it may hold
+            return
+        changed = state.record(ok, self._clock())
         if changed is not None:
-            log.warning(
-                "parent %s circuit breaker now %s %r", parent, changed.value, self.breakers[parent]
-            )
+            log.warning("parent %s circuit breaker now %s %r", parent, changed.value, state)
             self._metrics.breaker_state.labels(parent).set(_STATE_VALUE[changed])
 
     @staticmethod

@@ -7,6 +7,18 @@ Ctrl-C (SIGINT) or SIGTERM stops the edge, then the regional, then the origin.
 With ``--admin-token`` (or TIERCDN_ADMIN_TOKEN) the regional and edge accept
 purge and pre-warm on their admin listeners; without it those stay off.
 
+``up --config FILE`` takes one TOML file: ``[edge]``, ``[regional]``, ``[origin]``
+(each tier's keys, as its own ``--config`` takes) and ``[up]`` (``up``'s flags,
+under env and flags, read at start only). The whole file is checked before
+anything starts. ``up`` writes each tier's config file in a temporary folder,
+its own per-tier values (memory budget, access log, admin token) under the
+tier's table (the table wins), and starts the tier with ``--config`` on it; keys
+``up`` sets itself (``UP_OWNED``: ports, host, upstreams, library...) are refused.
+``up`` writes its pid (and the absolute ``--config`` path) to
+``<cache-dir>/up.pid``; on SIGHUP (``tiercdn reload``) it checks the file again
+and, if valid, rewrites the tiers' files and sends each tier SIGHUP; if not, one
+line and nothing changes.
+
 ``purge`` and ``prewarm`` speak to nodes' admin listeners (``POST /purge``,
 ``POST /prewarm``) with the token from ``--token`` or TIERCDN_ADMIN_TOKEN.
 ``purge`` does every regional before any edge, so an edge cannot refill from a
@@ -20,9 +32,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -30,9 +45,10 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 from urllib.parse import urlsplit
 
-from shared.ops.config import add_check_config, check_config
+from shared.ops.config import add_check_config, check_config, read_up_config
 from shared.ops.topology import TIERS, Topology, TopologyError, busy_port
 from shared.service.settings import (
     Parser,
@@ -40,6 +56,7 @@ from shared.service.settings import (
     duration_field,
     from_namespace,
     option,
+    read_config,
     size_field,
 )
 
@@ -48,6 +65,7 @@ __all__ = ["main"]
 _STARTUP_SECONDS = 30.0
 _BACKOFF_SECONDS = (1.0, 30.0)  # a dead tier's restart delay: first, cap (doubling)
 _STABLE_SECONDS = 30.0  # a tier up this long starts its backoff afresh
+PID_FILE = "up.pid"  # in --cache-dir: line 1 the pid, line 2 the --config path (or empty)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,11 +173,15 @@ class _Restarts:
         return f"<_Restarts count={self.count} due={sorted(self.due)}>"
 
 
-def _supervise(top: Topology, stopping: Callable[[], bool]) -> _Restarts:
+def _supervise(
+    top: Topology, stopping: Callable[[], bool], tick: Callable[[], None] = lambda: None
+) -> _Restarts:
     """Restart a tier that dies (with backoff) until ``stopping()``; the others keep
-    serving (the edge falls back to the origin while the regional is down)."""
+    serving (the edge falls back to the origin while the regional is down).
+    ``tick()`` runs every round (a reload asked for by SIGHUP)."""
     restarts = _Restarts()
     while not stopping():
+        tick()
         now = time.monotonic()
         for tier in top.tiers.values():
             if tier.proc.poll() is None:
@@ -184,8 +206,94 @@ def _stop(top: Topology, drain: float) -> None:
         print(f"{tier.name} stopped" if drained else f"{tier.name} killed", flush=True)
 
 
-def up(settings: UpSettings) -> int:
-    """Run the three tiers, restarting any that dies, until SIGINT/SIGTERM."""
+@dataclasses.dataclass
+class _TierConfigs:
+    """The tiers' config files in ``folder``: ``up``'s own per-tier values under the
+    tier's table of the ``--config`` file ``source`` (the table wins).
+    # guarded by: the main thread"""
+
+    settings: UpSettings
+    source: str | None
+    folder: Path
+
+    def path(self, tier: str) -> Path:
+        return self.folder / f"{tier}.toml"
+
+    def write(self) -> None:
+        """Check ``source`` whole (``SystemExit``: one line, no file touched), then
+        rewrite every tier's file (each replaced at once: a tier reads old or new)."""
+        sections = read_up_config(self.source) if self.source else {}
+        for tier in TIERS:
+            table = self._own(tier)
+            for key, value in sections.get(tier, {}).items():
+                table[key.replace("_", "-")] = value
+            tmp = self.path(tier).with_suffix(".tmp")
+            tmp.write_text("".join(f"{k} = {_toml(v)}\n" for k, v in table.items()))
+            os.replace(tmp, self.path(tier))
+
+    def _own(self, tier: str) -> dict[str, object]:
+        s, table = self.settings, dict[str, object]()
+        if tier != "origin":
+            budget = s.edge_cache_bytes if tier == "edge" else s.regional_cache_bytes
+            table["cache-bytes"] = budget
+            if s.admin_token:
+                table["admin-token"] = s.admin_token
+        if s.access_log:
+            table["access-log"] = True
+        return table
+
+    def __repr__(self) -> str:
+        return f"<_TierConfigs {self.source} -> {self.folder}>"
+
+
+def _toml(value: object) -> str:
+    """A checked config value (string, number, boolean, list of strings) as TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a TOML basic string
+
+
+def _up_table(path: str | None) -> dict[str, Any]:
+    """The ``[up]`` table of ``up --config``, converted, after checking the whole file."""
+    if path is None:
+        return {}
+    table = read_up_config(path)["up"]
+    return read_config(UpSettings, f"{path} [up]", table)
+
+
+def _write_pid(s: UpSettings, config: str | None) -> None:
+    folder = Path(s.cache_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        source = str(Path(config).resolve()) if config else ""
+        (folder / PID_FILE).write_text(f"{os.getpid()}\n{source}\n")
+    except OSError as exc:
+        raise SystemExit(f"error: --cache-dir {s.cache_dir}: {exc.strerror}") from None
+
+
+def _reload(top: Topology, configs: _TierConfigs) -> None:
+    """Re-read ``--config``; if valid, rewrite the tiers' files and SIGHUP each tier."""
+    if configs.source is None:
+        print("reload: tiercdn up has no --config; nothing to re-read", flush=True)
+        return
+    try:
+        configs.write()
+    except SystemExit as exc:
+        print(f"{exc}; reload refused, nothing changed", file=sys.stderr, flush=True)
+        return
+    for tier in top.tiers.values():
+        if tier.proc.poll() is None:
+            tier.proc.send_signal(signal.SIGHUP)
+    print(f"reload: {configs.source} taken; SIGHUP sent to every tier", flush=True)
+
+
+def up(settings: UpSettings, config: str | None = None) -> int:
+    """Run the three tiers, restarting any that dies, until SIGINT/SIGTERM; reload
+    ``config`` (``up --config``) on SIGHUP."""
     started = time.monotonic()
     s = settings
     ports = {
@@ -196,7 +304,7 @@ def up(settings: UpSettings) -> int:
     library = _library_dir(s.library)
     if not _has_title(library):
         _make_sample(library, s.sample_duration)
-    ready = stopping = False
+    ready = stopping = reload_asked = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
@@ -204,36 +312,103 @@ def up(settings: UpSettings) -> int:
         if not ready:
             raise KeyboardInterrupt  # abandon start-up: launch stops what it started
 
+    def on_hangup(signum: int, frame: FrameType | None) -> None:
+        nonlocal reload_asked
+        reload_asked = True  # done by the supervising loop, not in the handler
+
+    def tick() -> None:
+        nonlocal reload_asked
+        if reload_asked:
+            reload_asked = False
+            _reload(top, configs)
+
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
+    pid_file = Path(s.cache_dir) / PID_FILE
+    configs = _TierConfigs(s, config, Path(tempfile.mkdtemp(prefix="tiercdn-up-")))
     try:
+        configs.write()
+        _write_pid(s, config)
         top = Topology.launch(
             library,
             ports=ports,
             host=s.host,
-            edge_cache=str(s.edge_cache_bytes),
-            regional_cache=str(s.regional_cache_bytes),
-            extra_args=("--access-log",) if s.access_log else (),
-            tier_args={t: ("--admin-token", s.admin_token) for t in ("regional", "edge")}
-            if s.admin_token
-            else None,
+            edge_cache=None,  # in the tiers' config files
+            regional_cache=None,
+            tier_args={t: ("--config", str(configs.path(t))) for t in TIERS},
             cache_dir=Path(s.cache_dir),
             ready_seconds=_STARTUP_SECONDS,
         )
         ready = True
     except TopologyError as exc:
+        _forget(pid_file, configs)
         raise SystemExit(f"error: {exc}") from None
     except KeyboardInterrupt:
+        _forget(pid_file, configs)
         print("stopped before it was up", flush=True)
         return 130
+    except BaseException:
+        _forget(pid_file, configs)
+        raise
     try:
         _print_ready(top, started, bool(s.admin_token))
-        restarts = _supervise(top, lambda: stopping)
+        restarts = _supervise(top, lambda: stopping, tick)
     finally:
         _stop(top, s.drain_timeout)
+        _forget(pid_file, configs)
     if restarts.count:
         print(f"restarts: {restarts.count}", flush=True)
     return 0
+
+
+def _forget(pid_file: Path, configs: _TierConfigs) -> None:
+    pid_file.unlink(missing_ok=True)
+    shutil.rmtree(configs.folder, ignore_errors=True)
+
+
+# --- reload: SIGHUP to a running up ------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _UpDir:
+    cache_dir: str = option("cache", "the --cache-dir of the running tiercdn up (its up.pid)")
+
+
+def reload(ns: argparse.Namespace) -> int:
+    """Find the running ``up`` by its pid file, check its ``--config`` and SIGHUP it."""
+    pid_file = Path(from_namespace(_UpDir, ns).cache_dir) / PID_FILE
+    try:
+        pid_text, source = [*pid_file.read_text().splitlines(), "", ""][:2]
+        pid = int(pid_text)
+    except FileNotFoundError:
+        raise SystemExit(
+            f"error: {pid_file}: not found; is tiercdn up running (with this --cache-dir)?"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {pid_file}: unreadable: {exc}") from None
+    if not _is_up(pid):
+        raise SystemExit(f"error: {pid_file}: stale, pid {pid} is not a running tiercdn up")
+    if not source:
+        raise SystemExit(f"error: tiercdn up (pid {pid}) runs without --config; nothing to reload")
+    read_up_config(source)  # invalid: one line, exit 1, nothing sent
+    os.kill(pid, signal.SIGHUP)
+    print(f"{source}: ok; SIGHUP sent to tiercdn up (pid {pid})", flush=True)
+    return 0
+
+
+def _is_up(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # not ours: not the up that wrote the file
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc: trust the live pid
+    return b"up" in argv
 
 
 # --- purge and prewarm: clients of the nodes' admin listeners -----------------------
@@ -402,6 +577,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     up_parser = verbs.add_parser("up", help="run origin, regional and edge with a sample title")
     add_arguments(up_parser, UpSettings)
+    up_parser.add_argument(
+        "--config", dest="up_config", metavar="FILE", default=None,
+        help="TOML file: [edge], [regional], [origin] (each tier's keys) and [up] (these flags)",
+    )  # fmt: skip
+
+    p = verbs.add_parser("reload", help="make a running tiercdn up re-read its --config")
+    add_arguments(p, _UpDir)
 
     p = verbs.add_parser("purge", help="drop objects from regionals, then edges")
     what = p.add_mutually_exclusive_group(required=True)
@@ -461,7 +643,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.verb == "loadtest":
         return loadtest(ns)
     if ns.verb == "up":
-        return up(from_namespace(UpSettings, ns))
+        return up(from_namespace(UpSettings, ns, **_up_table(ns.up_config)), ns.up_config)
+    if ns.verb == "reload":
+        return reload(ns)
     if ns.verb == "purge":
         return purge(ns)
     if ns.verb == "prewarm":

@@ -149,8 +149,8 @@ class Topology:
         *,
         ports: dict[str, tuple[int, int]],
         host: str = HOST,
-        edge_cache: str = "256MiB",
-        regional_cache: str = "1GiB",
+        edge_cache: str | None = "256MiB",
+        regional_cache: str | None = "1GiB",
         log_dir: Path | None = None,
         extra_args: tuple[str, ...] = (),
         tier_args: dict[str, tuple[str, ...]] | None = None,
@@ -161,8 +161,10 @@ class Topology:
         is healthy; if that fails, the tiers already started are stopped.
 
         ``extra_args`` go to every tier, ``tier_args[name]`` to that tier only
-        (e.g. ``{"origin": ("--fault-delay", "200ms")}``). The regional keeps its disk
-        tier in ``cache_dir/regional-1`` (default: its own default, ``./cache``)."""
+        (e.g. ``{"origin": ("--fault-delay", "200ms")}``); a budget of None passes no
+        ``--cache-bytes`` (the tier's ``--config`` file or default decides). The
+        regional keeps its disk tier in ``cache_dir/regional-1`` (default: its own
+        default, ``./cache``)."""
         top = cls()
         common = ["--host", host, *extra_args]
         own = tier_args or {}
@@ -175,7 +177,8 @@ class Topology:
                 ("regional", "origin", regional_cache),
                 ("edge", "regional", edge_cache),
             ):
-                args = [name, "--upstream", top.tiers[parent].url, "--cache-bytes", budget]
+                args = [name, "--upstream", top.tiers[parent].url]
+                args += ["--cache-bytes", budget] if budget is not None else []
                 args += ["--name", f"{name}-1", *common, *own.get(name, ())]
                 if name == "regional" and cache_dir is not None:
                     args += ["--disk-path", str(cache_dir / "regional-1")]

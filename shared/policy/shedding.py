@@ -97,6 +97,10 @@ class Shedder:
     """Caps on concurrent requests and fills, shared out by priority. Holds no counts."""
 
     def __init__(self, max_requests: int, max_fills: int) -> None:
+        self.resize(max_requests, max_fills)
+
+    def resize(self, max_requests: int, max_fills: int) -> None:
+        """New caps (a reload); misses already admitted keep running."""
         if max_requests < 1 or max_fills < 1:
             raise ValueError(f"caps must be >= 1, got {max_requests=} {max_fills=}")
         self.max_requests = max_requests

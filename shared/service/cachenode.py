@@ -2,6 +2,7 @@
 
 Settings come from a ``--config`` TOML file, ``TIERCDN_*`` env vars over it and
 flags on top; the tier passes its own defaults (name, ports, budget, parent).
+SIGHUP reloads them the same way (``shared.service.reload``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from shared.engine.node import NODE
 from shared.service import run as service
 from shared.service.admin import make_admin_app
 from shared.service.connection import ConnectionLimits
+from shared.service.reload import reload
 from shared.service.settings import CacheSettings, load
 
 __all__ = ["main"]
@@ -31,10 +33,20 @@ def main(
     make_app: Callable[[S], web.Application],
     **defaults: Any,
 ) -> int:
-    """Parse the tier's settings, build its app and serve it until SIGINT/SIGTERM."""
-    settings = load(settings_class, argv, prog=prog, description=description, **defaults)
+    """Parse the tier's settings, build its app and serve it until SIGINT/SIGTERM;
+    SIGHUP reads them again (the same argv, env and ``--config`` file) and applies
+    what can change live (``shared.service.reload``)."""
+
+    def read() -> S:
+        return load(settings_class, argv, prog=prog, description=description, **defaults)
+
+    settings = read()
     service.configure_logging(settings.log_level, settings.log_json, settings.access_log_file)
     app = make_app(settings)
+    node = app[NODE]
+
+    def on_hup() -> None:
+        node.tasks.spawn(reload(node, read), name="reload")
 
     async def serve() -> None:
         await service.serve(
@@ -47,8 +59,9 @@ def main(
             access_log=settings.access_log,
             ready_message=f"{settings.name} ready on http://{settings.host}:{settings.port}/",
             limits=ConnectionLimits.of(settings),
-            registry=app[NODE].metrics.registry,
+            registry=node.metrics.registry,
             name=settings.name,
+            on_hup=on_hup,
         )
 
     loop = settings.event_loop

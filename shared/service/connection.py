@@ -69,6 +69,7 @@ def _answer(status: str, text: str, *headers: str) -> bytes:
 
 
 _TIMEOUT_408 = _answer("408 Request Timeout", "408: request timeout")
+_LINGER_SECONDS = 2.0  # after a 408, how long the client's last bytes are read and dropped
 _BUSY_503 = _answer("503 Service Unavailable", "503: too many connections", "Retry-After: 1")
 _REFUSAL_WAIT = 1.0  # longest a refused connection may take to send its request
 
@@ -150,6 +151,7 @@ class Connection(RequestHandler):
         "_host_ok",
         "_dropped",
         "_peer_eof",
+        "_lingering",
     )
 
     def __init__(
@@ -168,6 +170,7 @@ class Connection(RequestHandler):
         self._host_ok: str | None = None  # the last Host vetted on this connection
         self._dropped: ClientFault | None = None  # why we closed it, if we did
         self._peer_eof = False
+        self._lingering = False  # a 408 sent: read and drop what still comes, then close
 
     # -- the connection ----------------------------------------------------------
 
@@ -178,6 +181,9 @@ class Connection(RequestHandler):
 
     def eof_received(self) -> None:
         self._peer_eof = True
+        if self._lingering and self.transport is not None:
+            self.transport.close()  # the client read the 408 and left: done lingering
+            return
         super().eof_received()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -219,6 +225,8 @@ class Connection(RequestHandler):
     # -- request heads: deadline and vetting -------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # after a 408: what the client still sends is dropped
         messages = self._messages
         queued = len(messages)
         RequestHandler.data_received(self, data)
@@ -274,6 +282,14 @@ class Connection(RequestHandler):
             self._dropped = ClientFault.HEADER_TIMEOUT
             self._fault(self._dropped, f"no whole request head in {self._limits.header_timeout}s")
             transport.write(_TIMEOUT_408)
+            if transport.can_write_eof():
+                # Lingering close (nginx's lingering_close): closing a socket with unread
+                # bytes in it sends a reset, which can destroy the 408 before the client
+                # reads it. Half-close, drop what still comes, close when it leaves.
+                self._lingering = True
+                transport.write_eof()
+                self._loop.call_later(_LINGER_SECONDS, transport.close)
+                return
         else:
             self._dropped = ClientFault.IDLE_TIMEOUT
             self._fault(self._dropped, f"no request in {self._limits.header_timeout}s")

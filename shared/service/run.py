@@ -5,7 +5,8 @@ The only module that configures logging (the access log's pieces are in
 on stdout included, is one JSON object. ``serve`` runs the main app and its
 admin app on their own listeners (``open_listeners``: both under the same
 ``ConnectionLimits``, see ``shared.service.listener``) until SIGINT/SIGTERM,
-then shuts both down.
+then shuts both down. SIGHUP never stops a process: a cache node reloads
+(``shared.service.reload``), anything else logs and ignores it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -165,14 +167,17 @@ async def serve(
     limits: ConnectionLimits | None = None,
     registry: CollectorRegistry | None = None,
     name: str = "",
+    on_hup: Callable[[], None] | None = None,
 ) -> None:
     """Run ``app`` (and ``admin``, unless ``admin_port`` is 0) until SIGINT or SIGTERM,
-    then stop cleanly; SIGUSR1 reopens the access log file."""
+    then stop cleanly; SIGUSR1 reopens the access log file; SIGHUP calls ``on_hup``
+    (a reload), or is logged and ignored: it never stops the process."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
+    loop.add_signal_handler(signal.SIGHUP, on_hup or _ignore_hup)
     listeners = await open_listeners(
         app,
         host,
@@ -197,6 +202,10 @@ async def serve(
         for listener in reversed(listeners):
             with contextlib.suppress(Exception):
                 await listener.stop()
+
+
+def _ignore_hup() -> None:
+    log.info("SIGHUP ignored: nothing here reloads (restart to change settings)")
 
 
 def run(coro_factory: Any, *, use_uvloop: bool = True) -> int:

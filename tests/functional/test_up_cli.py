@@ -252,3 +252,111 @@ async def test_up_restarts_a_killed_regional_and_stops_in_order(sample_library, 
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     assert all(is_free(p) for p in ports)
+
+
+# --- up --config and tiercdn reload ------------------------------------------------
+
+
+def run_cli(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+
+
+def tier_config(pid: int) -> Path:
+    """The ``--config`` file a tier was started with (from its command line)."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return Path(argv[argv.index("--config") + 1])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[edge]\ncache-byts = "64MiB"\n', "unknown key cache-byts"),
+        ("[edge]\nport = 1\n", "port = 1 is set by tiercdn up itself"),
+        ('[edge]\n[up]\nedge-port = "x"\n', "edge-port"),
+    ],
+)
+def test_up_config_bad_key_one_line_nothing_started(tmp_path, text, message):
+    """A bad key in up's --config: exit 1, one line naming file and key, nothing made."""
+    config = tmp_path / "cdn.toml"
+    config.write_text(text)
+    ports, offset = ports_with_admin()
+    result = subprocess.run(
+        [*up_argv(tmp_path / "library", ports, offset, tmp_path), "--config", str(config)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(config) in lines[0] and message in lines[0], lines
+    assert not (tmp_path / "library").exists() and not (tmp_path / "cache").exists()
+
+
+def test_reload_without_a_running_up_one_line(tmp_path):
+    """`tiercdn reload` with no up.pid, or a stale one: one line, exit 1."""
+    argv = [sys.executable, "-m", "shared.ops.cli", "reload", "--cache-dir", str(tmp_path)]
+    missing = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    (tmp_path / "up.pid").write_text("999999999\n\n")
+    stale = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    for result, word in ((missing, "not found"), (stale, "stale")):
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1 and word in lines[0], lines
+
+
+async def test_up_config_sections_and_reload(sample_library, http, tmp_path):
+    """`up --config`: [edge] cache-bytes reaches the edge; `tiercdn reload` refuses a bad
+    file (nothing changes), then takes an edited one: files rewritten, tiers serving."""
+    ports, offset = ports_with_admin()
+    edge_admin = f"http://127.0.0.1:{ports[0] + offset}"
+    config = tmp_path / "cdn.toml"
+    config.write_text('[edge]\ncache-bytes = "64MiB"\n\n[up]\ndrain-timeout = "3s"\n')
+    reload_argv = [sys.executable, "-m", "shared.ops.cli", "reload"]
+    reload_argv += ["--cache-dir", str(tmp_path / "cache")]
+    with (tmp_path / "up.err").open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            *up_argv(sample_library, ports, offset, tmp_path, "--config", str(config)),
+            stdout=subprocess.PIPE, stderr=err,
+        )  # fmt: skip
+    tiers: dict[str, int] = {}
+    try:
+        async with asyncio.timeout(30):
+            await read_until(proc, "Ctrl-C")
+        tiers = child_pids(proc.pid)
+        async with http.get(edge_admin + "/stats") as r:
+            assert (await r.json())["capacity_bytes"] == 64 * 2**20
+        edge_file = tier_config(tiers["edge"])
+        assert (tmp_path / "cache" / "up.pid").read_text().split()[0] == str(proc.pid)
+
+        config.write_text('[edge]\ncache-bytes = "lots"\n')
+        bad = await asyncio.to_thread(run_cli, reload_argv)
+        assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+        assert "cache-bytes" in bad.stderr and "max-requests" not in edge_file.read_text()
+
+        config.write_text('[edge]\ncache-bytes = "64MiB"\nmax-requests = 77\n')
+        good = await asyncio.to_thread(run_cli, reload_argv)
+        assert good.returncode == 0, good.stderr
+        async with asyncio.timeout(10):
+            assert "SIGHUP sent to every tier" in await read_until(proc, "reload:")
+            assert "max-requests = 77" in edge_file.read_text()
+            for _ in range(200):  # reloaded in place, or (no SIGHUP support) restarted
+                if await healthy(http, edge_admin + "/healthz"):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the edge stopped answering after the reload")
+            for _ in range(200):  # the edge logs what its reload changed
+                if "edge-1 reloaded: --max-requests" in (tmp_path / "up.err").read_text():
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the edge logged no reload")
+        assert child_pids(proc.pid)["edge"] == tiers["edge"]  # reloaded in place
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            assert await proc.wait() == 0
+        assert not (tmp_path / "cache" / "up.pid").exists() and not edge_file.exists()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        for pid in child_pids(proc.pid).values() if proc.returncode is None else tiers.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,119 @@
+"""Reload (SIGHUP): apply a cache node's new settings to it while it serves.
+
+``apply`` compares the node's settings with new ones and changes, field by
+field, what can change live: shedding caps, the origin budget, breaker
+thresholds, stale windows and the heuristic, upstreams and fallback, pass and
+negative TTLs, the targeted field, log level, admin token and Retry-After.
+Every other changed field needs a new listener, store or process (ports,
+hosts, store budgets, the admission policy, the event loop...): it is named
+"needs a restart" and keeps its old value in ``node.settings``, so
+``node.settings`` always describes what the node runs.
+
+Nothing in flight is cut: a fill keeps its parent and its budget slot, an
+admitted miss keeps running under the old caps. ``reload`` is the SIGHUP
+path: read the settings again the way the node started (``load``), refuse an
+invalid file with one ERROR line, else ``apply`` and log what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+
+from cachetools import TTLCache
+
+from shared.engine.node import Node
+from shared.http import target_list
+from shared.policy.breaker import CircuitBreaker
+from shared.service.settings import CacheSettings
+
+__all__ = ["LIVE", "apply", "reload"]
+
+log = logging.getLogger(__name__)
+
+_SHEDDING = ("max_requests", "max_fills")
+_BUDGET = ("origin_rate", "origin_burst", "origin_concurrency", "origin_wait")
+_BREAKER = ("breaker_min_requests", "breaker_error_rate", "breaker_window", "breaker_cooldown")
+_POLICY = ("heuristic_max_age", "stale_if_error", "stale_if_busy")
+_ROUTES = ("upstream", "fallback")
+_FETCHER = ("pass_ttl", "negative_ttl", "targeted_cache_control")
+_READ_ONLY = ("log_level", "admin_token", "retry_after")  # read from node.settings or logging
+LIVE = frozenset(_SHEDDING + _BUDGET + _BREAKER + _POLICY + _ROUTES + _FETCHER + _READ_ONLY)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def apply(node: Node, new: CacheSettings) -> list[str]:
+    """Apply ``new`` to ``node``; the changed fields as flags, those not applied
+    marked ``"--port (needs a restart)"``. Unchanged settings are not touched."""
+    old = node.settings
+    changed = [
+        f.name
+        for f in dataclasses.fields(new)
+        if getattr(new, f.name) != getattr(old, f.name, None)
+    ]
+    live = {name for name in changed if name in LIVE}
+    kept = {name: getattr(old, name) for name in changed if name not in LIVE}
+    s = dataclasses.replace(new, **kept)  # what the node will run: old values where kept
+    if live & set(_SHEDDING):
+        node.shedder.resize(s.max_requests, s.max_fills)
+    if live & set(_BUDGET):
+        node.budget.reconfigure(
+            rate=s.origin_rate,
+            burst=s.origin_burst,
+            concurrency=s.origin_concurrency,
+            max_wait=s.origin_wait,
+        )
+    if live & set(_BREAKER):
+        node.upstream.retune_breakers(_breakers(s))
+    if live & set(_ROUTES):
+        node.upstream.reroute(s.upstream, s.fallback)
+    fetcher = node.fetcher
+    fetcher.heuristic_max_age, fetcher.stale_if_error = s.heuristic_max_age, s.stale_if_error
+    if "pass_ttl" in live:  # marks so far go: a URL gets one more fill attempt at worst
+        fetcher.pass_marks = TTLCache(fetcher.pass_marks.maxsize, ttl=s.pass_ttl, timer=node.clock)
+    fetcher.negative_ttl = s.negative_ttls()
+    fetcher.targets = target_list(s.targeted_cache_control)
+    if "log_level" in live:
+        logging.getLogger().setLevel(s.log_level.upper())
+    policy = dataclasses.replace(
+        node.policy,
+        heuristic_max_age=s.heuristic_max_age,
+        stale_if_error=s.stale_if_error,
+        stale_if_busy=s.stale_if_busy,
+    )
+    node.swap(s, policy)
+    return [_flag(name) if name in live else f"{_flag(name)} (needs a restart)" for name in changed]
+
+
+def _breakers(s: CacheSettings) -> Callable[[], CircuitBreaker]:
+    return lambda: CircuitBreaker(
+        min_requests=s.breaker_min_requests,
+        error_rate=s.breaker_error_rate,
+        window=s.breaker_window,
+        cooldown=s.breaker_cooldown,
+    )
+
+
+async def reload(node: Node, read: Callable[[], CacheSettings]) -> list[str] | None:
+    """Read the settings again (``read``: the node's own ``load`` call, in a thread: it
+    reads a file) and apply them; None when they are invalid (one ERROR line, the old
+    settings kept)."""
+    try:
+        new = await asyncio.to_thread(read)
+    except SystemExit as exc:  # load's way to report a bad file, flag or env value
+        code = exc.code
+        reason = code.removeprefix("error: ") if isinstance(code, str) else "invalid settings"
+        log.error("%s reload refused, old settings kept: %s", node.name, reason)
+        return None
+    changes = apply(node, new)
+    applied = [c for c in changes if not c.endswith("(needs a restart)")]
+    restart = [c.split()[0] for c in changes if c.endswith("(needs a restart)")]
+    log.info("%s reloaded: %s", node.name, ", ".join(applied) or "nothing changed")
+    if restart:
+        log.warning("%s reload: %s changed but needs a restart", node.name, ", ".join(restart))
+    return changes
