@@ -14,8 +14,10 @@ upstream's requests until the test opens it. ``Tally`` is the count behind them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable, Coroutine
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -294,3 +296,24 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+# --- real node processes ----------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def node_process(args: Sequence[str], log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``python ARGS`` from the repository, stderr to ``log``, yielded once it prints its
+    ready line; SIGTERM when the block ends (if it still runs), then waited for."""
+    with log.open("wb") as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *args, cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=stderr
+        )
+        try:
+            assert proc.stdout is not None
+            assert b"ready" in await asyncio.wait_for(proc.stdout.readline(), 20)
+            yield proc
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+            await asyncio.wait_for(proc.wait(), 30)

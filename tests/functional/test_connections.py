@@ -17,7 +17,6 @@ import os
 import resource
 import socket
 import struct
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -39,7 +38,7 @@ from shared.service.admin import make_admin_app
 from shared.service.connection import ClientFault, ConnectionLimits
 from shared.service.listener import Listener
 from shared.service.run import open_listeners
-from tests.helpers import REPO, Arrivals, edge_settings, url_of
+from tests.helpers import Arrivals, edge_settings, node_process, url_of
 
 SEGMENTS = [f"/sample/chunk-{rep}-{n:05d}.m4s" for rep in (0, 1, 2) for n in (1, 2, 3)]
 FAST = {"header_timeout": 0.5, "keepalive_timeout": 5.0, "send_timeout": 5.0}
@@ -604,17 +603,8 @@ async def cli(tier: str, target: str, log: Path, *flags: str) -> AsyncIterator[C
         args = ["-m", "edge", "--upstream", target, *flags]
     else:
         args = ["-m", "origin", "serve", "--library", target, *flags]
-    with log.open("wb") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, *args, cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=stderr
-        )
-        try:
-            assert proc.stdout is not None
-            assert b"ready" in await asyncio.wait_for(proc.stdout.readline(), 20)
-            yield Cli(proc, port, admin_port)
-        finally:
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), 30)
+    async with node_process(args, log) as proc:
+        yield Cli(proc, port, admin_port)
     errors = await asyncio.to_thread(log.read_text)
     assert proc.returncode == 0, errors[-2000:]
     assert "Traceback" not in errors and " ERROR " not in errors, errors[-2000:]

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import hashlib
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from shared.ops.topology import free_ports
-from tests.helpers import REPO, url_of
+from tests.helpers import node_process, url_of
 
 BIG = bytes(range(256)) * (3 * 1024 * 1024 // 256)  # 3 MiB
 CHUNK = 64 * 1024
@@ -82,19 +81,9 @@ async def edge(upstream: str, config: Path, tmp_path: Path) -> AsyncIterator[Edg
     log = tmp_path / "edge.stderr"
     args = ["-m", "edge", "--upstream", upstream, "--config", str(config)]
     args += ["--port", str(port), "--admin-port", str(admin)]
-    with log.open("wb") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, *args, cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=stderr
-        )
-        try:
-            assert proc.stdout is not None
-            assert b"ready" in await asyncio.wait_for(proc.stdout.readline(), 20)
-            yield Edge(proc, port, admin, log)
-            assert proc.returncode is None, "SIGHUP must not stop the node"
-        finally:
-            if proc.returncode is None:
-                proc.terminate()
-            await asyncio.wait_for(proc.wait(), 30)
+    async with node_process(args, log) as proc:
+        yield Edge(proc, port, admin, log)
+        assert proc.returncode is None, "SIGHUP must not stop the node"
     text = log.read_text()
     assert proc.returncode == 0 and "Traceback" not in text, text[-2000:]
 
