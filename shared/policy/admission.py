@@ -22,6 +22,10 @@ policy only names a verdict, the store evicts [Ristretto ``policy.Add``].
   doorkeeper bit) at its old index or at that index's copy: no estimate moves.
   The narrower table's collisions come along and fade with the next resets;
   the sample period grows with the expected objects.
+- Shrinking folds instead (a store whose budget went down): the halves of a row
+  merge by taking the larger counter, the doorkeeper's by OR, so no estimate
+  drops; keys that now share a counter may read higher, until the next resets.
+  The sample period shrinks with the expected objects.
 - Estimates are deterministic within a process only: builtin ``hash`` of a
   ``str`` is salted per process (PYTHONHASHSEED).
 """
@@ -35,6 +39,7 @@ __all__ = ["TinyLfu"]
 MAX_COUNT = 15  # saturation of one counter (4 bits' worth)
 SAMPLE_FACTOR = 10  # records per expected object between resets [TinyLFU: W/C]
 _HALF = bytes(i >> 1 for i in range(256))  # bytearray.translate halves a row in C
+_MAX_NIBBLES = bytes(max(i >> 4, i & 15) for i in range(256))  # folds two packed counters
 _MASK64 = (1 << 64) - 1
 _MIX = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads hash(int) == int over 64 bits
 _MIX2 = 0xBF58476D1CE4E5B9  # splitmix64: a second, independent hash for the doorkeeper
@@ -123,6 +128,30 @@ class TinyLfu:
             self._door_mask = door_bits - 1
         self.sample_size = self._sample_factor * expected_objects
 
+    def shrink(self, expected_objects: int) -> None:
+        """Size the sketch for ``expected_objects`` (never larger), no estimate dropping.
+
+        Index ``x & (width // 2 - 1)`` takes the larger of the counters at ``x`` and its
+        other-half twin: counters are at most 15, so one byte packs both and a
+        ``translate`` picks the larger in C. Doorkeeper halves are ORed."""
+        expected_objects = max(expected_objects, 16)
+        if expected_objects >= self.expected_objects:
+            return
+        self.expected_objects = expected_objects
+        width = _pow2(expected_objects * _COUNTERS_PER_OBJECT)
+        while self._mask + 1 > width:
+            half = (self._mask + 1) // 2
+            self._rows = [_fold(row, half, _MAX_NIBBLES) for row in self._rows]
+            self._mask = half - 1
+        door_bits = _pow2(expected_objects * _DOOR_BITS_PER_OBJECT)
+        while self._door_mask + 1 > door_bits:
+            half = len(self._door) // 2
+            low = int.from_bytes(self._door[:half], "little")
+            high = int.from_bytes(self._door[half:], "little")
+            self._door = bytearray((low | high).to_bytes(half, "little"))
+            self._door_mask = (self._door_mask + 1) // 2 - 1
+        self.sample_size = self._sample_factor * expected_objects
+
     def _door_bits(self, h: int) -> tuple[int, int]:
         g = ((h ^ (h >> 31)) * _MIX2) & _MASK64
         return g & self._door_mask, (g >> 32) & self._door_mask
@@ -153,3 +182,10 @@ class TinyLfu:
             f"<TinyLfu width={self._mask + 1} samples={self._samples}/{self.sample_size} "
             f"resets={self.resets}>"
         )
+
+
+def _fold(row: bytearray, half: int, pick: bytes) -> bytearray:
+    """``row``'s two halves as one: byte ``i`` is ``pick[row[i] << 4 | row[i + half]]``."""
+    high = int.from_bytes(row[:half], "little") << 4  # counters <= 15: no carry
+    packed = (high | int.from_bytes(row[half:], "little")).to_bytes(half, "little")
+    return bytearray(packed.translate(pick))

@@ -1,18 +1,22 @@
 """Reload (SIGHUP): apply a cache node's new settings to it while it serves.
 
 ``apply`` compares the node's settings with new ones and changes, field by
-field, what can change live: shedding caps, the origin budget, breaker
-thresholds, stale windows and the heuristic, upstreams and fallback, pass and
-negative TTLs, the targeted field, log level, admin token and Retry-After.
-Every other changed field needs a new listener, store or process (ports,
-hosts, store budgets, the admission policy, the event loop...): it is named
+field, what can change live: store budgets (memory and disk), the admission
+policy and the largest stored object, shedding caps, the origin budget,
+breaker thresholds, stale windows and the heuristic, upstreams and fallback,
+pass and negative TTLs, the targeted field, log level, admin token and
+Retry-After. Every other changed field needs a new listener, store or process
+(ports, hosts, the disk path, the event loop...): it is named
 "needs a restart" and keeps its old value in ``node.settings``, so
 ``node.settings`` always describes what the node runs.
 
 Nothing in flight is cut: a fill keeps its parent and its budget slot, an
-admitted miss keeps running under the old caps. ``reload`` is the SIGHUP
-path: read the settings again the way the node started (``load``), refuse an
-invalid file with one ERROR line, else ``apply`` and log what changed.
+admitted miss keeps running under the old caps, a smaller store evicts by its
+own order but a body being sent (bytes, or a file already open) is sent whole,
+and a fill over a smaller ``max_object_bytes`` streams on instead of storing.
+``reload`` is the SIGHUP path: read the settings again the way the node started
+(``load``), refuse an invalid file with one ERROR line, else ``apply`` and log
+what changed.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from shared.engine.node import Node
 from shared.http import target_list
 from shared.policy.breaker import CircuitBreaker
 from shared.service.settings import CacheSettings
+from shared.store import TieredStore
 
 __all__ = ["LIVE", "apply", "reload"]
 
 log = logging.getLogger(__name__)
 
+_STORE = ("cache_bytes", "disk_bytes", "admission", "max_object_bytes")
 _SHEDDING = ("max_requests", "max_fills")
 _BUDGET = ("origin_rate", "origin_burst", "origin_concurrency", "origin_wait")
 _BREAKER = ("breaker_min_requests", "breaker_error_rate", "breaker_window", "breaker_cooldown")
@@ -40,7 +46,9 @@ _POLICY = ("heuristic_max_age", "stale_if_error", "stale_if_busy")
 _ROUTES = ("upstream", "fallback")
 _FETCHER = ("pass_ttl", "negative_ttl", "targeted_cache_control")
 _READ_ONLY = ("log_level", "admin_token", "retry_after")  # read from node.settings or logging
-LIVE = frozenset(_SHEDDING + _BUDGET + _BREAKER + _POLICY + _ROUTES + _FETCHER + _READ_ONLY)
+LIVE = frozenset(
+    _STORE + _SHEDDING + _BUDGET + _BREAKER + _POLICY + _ROUTES + _FETCHER + _READ_ONLY
+)
 
 
 def _flag(name: str) -> str:
@@ -59,6 +67,11 @@ def apply(node: Node, new: CacheSettings) -> list[str]:
     live = {name for name in changed if name in LIVE}
     kept = {name: getattr(old, name) for name in changed if name not in LIVE}
     s = dataclasses.replace(new, **kept)  # what the node will run: old values where kept
+    if live & set(_STORE):
+        node.store.reconfigure(memory=s.cache_bytes, disk=s.disk_bytes, policy=s.admission)
+        node.fetcher.max_object_bytes = s.max_object_bytes  # read per chunk by fills
+        if isinstance(node.store, TieredStore):
+            node.store.promote_limit = s.max_object_bytes
     if live & set(_SHEDDING):
         node.shedder.resize(s.max_requests, s.max_fills)
     if live & set(_BUDGET):

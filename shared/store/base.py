@@ -44,6 +44,11 @@ class Store(Protocol):
         """Store ``obj``; ``same_body_as`` is a stored object with the same body bytes
         (a revalidation) that a tier may reuse. False if it cannot be stored at all."""
 
+    def reconfigure(self, *, memory: int, disk: int, policy: str) -> None:
+        """New byte budgets (``memory`` for a memory tier, ``disk`` for a disk tier) and
+        admission policy, live: shrinking evicts by the policy's own order, a new
+        policy keeps the entries (a reload)."""
+
     def remove(self, key: str, vary_key: tuple[str, ...] | None = None) -> int: ...
     def clear(self) -> None: ...
     def __len__(self) -> int: ...

@@ -26,6 +26,12 @@ first use, not before, unless ``verify="always"``: CRC-32 costs ≈0.16 ms/MiB
 plus a read (≈0.04 ms/MiB from the page cache) per hit, measured on the 2-core
 box, against a zero-copy ``sendfile``.
 
+Resizing (``resize``, a reload): the index evicts by its own order and the
+evicted objects' files are unlinked as for any eviction. A body being sent
+with sendfile was opened before: on POSIX an unlinked file stays readable
+through the open descriptor until it is closed, so the transfer completes;
+a lookup that loses the race finds no file and is a miss.
+
 Errors: a failed write (ENOSPC, EACCES, EROFS, any OSError) is counted in
 ``write_errors`` and logged once per errno; the object is simply not stored
 (the fill already served it) and nothing raises. The charged size is body +
@@ -163,6 +169,14 @@ class DiskStore:
         self._track(fut, nbytes)
         fut.add_done_callback(lambda f: self._written(write, length, f))
         return True
+
+    def resize(self, capacity: int, policy: str | None = None) -> None:
+        """A new byte budget (and policy) live; the files of evicted objects are unlinked."""
+        self._index.resize(capacity, policy)
+
+    def reconfigure(self, *, memory: int, disk: int, policy: str) -> None:
+        """The Store interface: this store is a disk tier, so ``disk`` is its budget."""
+        self.resize(disk, policy)
 
     def remove(self, key: str, vary_key: tuple[str, ...] | None = None) -> int:
         """Drop ``key`` (one variant, or all), and any write of it still in flight."""

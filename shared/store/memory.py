@@ -25,9 +25,19 @@ Two policies, both with entries in LRU lists (``OrderedDict``, oldest first):
   grown (keeping its counts) as they grow; its few bytes per entry are not
   charged to the budget.
 
+``resize`` takes a new budget (and policy) live: growing raises the limits;
+shrinking evicts by the policy's own order (main's LRU end, probation first,
+then the window's overflow offered to main as usual) until ``bytes <=
+capacity`` again, and folds the sketch for the entries left (``TinyLfu.shrink``).
+A new policy keeps the entries, rebuilt in recency order (main's LRU end,
+protected, window): under lru one list; under tinylfu all on probation (none
+has been hit since admission) with a fresh sketch. Eviction only drops
+references: a body being sent is bytes (or, on disk, a file already open) and
+is sent whole.
+
 Every variant that leaves the store (evicted, refused, replaced, removed,
-cleared) is handed to ``on_release`` once, so a store that keeps bodies
-elsewhere (``store/disk.py``) can free them; the policy itself stays here.
+cleared, resized out) is handed to ``on_release`` once, so a store that keeps
+bodies elsewhere (``store/disk.py``) can free them; the policy itself stays here.
 
 ``cachetools.LRUCache`` is not used: it evicts inside ``__setitem__`` and never
 shows the victims, and admission has to see them before anything is evicted.
@@ -151,6 +161,31 @@ class MemoryStore:
         self._drain_window()
         return True
 
+    def resize(self, capacity: int, policy: str | None = None) -> None:
+        """Take a new byte budget (and admission ``policy``) live; see the module notes."""
+        policy = self.policy if policy is None else policy
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        shrunk, switched = capacity < self.capacity, policy != self.policy
+        self.capacity, self.policy = capacity, policy
+        window = capacity if policy == "lru" else max(int(capacity * _WINDOW), 1)
+        self._main = capacity - window
+        self._window.limit, self._probation.limit = window, self._main
+        self._protected.limit = int(self._main * _PROTECTED)
+        if switched:
+            self._rebuild()
+        while self._probation.bytes + self._protected.bytes > self._main:
+            seg = self._probation if self._probation.entries else self._protected
+            self._evict(seg.oldest())
+        self._demote()
+        self._drain_window()
+        if shrunk and self._sketch is not None and not switched:
+            self._sketch.shrink(max(_SKETCH_MIN, 2 * len(self._index)))
+
+    def reconfigure(self, *, memory: int, disk: int, policy: str) -> None:
+        """The Store interface: a memory store takes ``memory`` (it has no disk tier)."""
+        self.resize(memory, policy)
+
     def remove(self, key: str, vary_key: tuple[str, ...] | None = None) -> int:
         """Drop ``key`` (one variant, or all when ``vary_key`` is None)."""
         seg = self._index.get(key)
@@ -248,13 +283,29 @@ class MemoryStore:
 
     def _protect(self, key: str, variants: list[CachedObject], size: int) -> None:
         """Move a probation entry to protected; protected's overflow goes back on probation."""
+        self._protected.add(key, variants, size)
+        self._index[key] = self._protected
+        self._demote()
+
+    def _demote(self) -> None:
+        """Protected's overflow goes back on probation, as its newest entries."""
         protected, probation = self._protected, self._probation
-        protected.add(key, variants, size)
-        self._index[key] = protected
         while protected.bytes > protected.limit and len(protected.entries) > 1:
             old = protected.oldest()
             probation.add(old, *protected.pop(old))
             self._index[old] = probation
+
+    def _rebuild(self) -> None:
+        """Re-home every entry for a new policy, oldest first (main's LRU end, protected,
+        window): under lru one list, under tinylfu all on probation with a fresh sketch."""
+        home = self._window if self.policy == "lru" else self._probation
+        oldest_first = (self._probation, self._protected, self._window)
+        entries = [(k, *seg.pop(k)) for seg in oldest_first for k in list(seg.entries)]
+        for key, variants, size in entries:
+            home.add(key, variants, size)
+            self._index[key] = home
+        lfu = self.policy == "tinylfu"
+        self._sketch = TinyLfu(max(_SKETCH_MIN, 2 * len(entries))) if lfu else None
 
     def _drain_window(self) -> None:
         """Push the window's oldest entries out until it is within its limit."""

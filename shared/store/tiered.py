@@ -53,6 +53,11 @@ class TieredStore:
         on_disk = self._disk.put(obj, same_body_as=same_body_as)
         return in_memory or on_disk
 
+    def reconfigure(self, *, memory: int, disk: int, policy: str) -> None:
+        """Both tiers take their new budget and the policy live."""
+        self.memory.resize(memory, policy)
+        self._disk.resize(disk, policy)
+
     def remove(self, key: str, vary_key: tuple[str, ...] | None = None) -> int:
         return max(self.memory.remove(key, vary_key), self._disk.remove(key, vary_key))
 

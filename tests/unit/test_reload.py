@@ -53,15 +53,15 @@ def test_live_settings_are_applied(field: str, value: Any, check: Any) -> None:
 def test_restart_settings_are_named_and_kept_while_the_rest_applies() -> None:
     n = node()
     old = n.settings
-    new = dataclasses.replace(old, port=1234, cache_bytes=old.cache_bytes * 2, max_fills=5)
+    new = dataclasses.replace(old, port=1234, upstream_connections=8, max_fills=5)
     changes = apply(n, new)
     assert set(changes) == {
         "--port (needs a restart)",
-        "--cache-bytes (needs a restart)",
+        "--upstream-connections (needs a restart)",
         "--max-fills",
     }
-    assert n.settings.port == old.port and n.settings.cache_bytes == old.cache_bytes
-    assert n.store.capacity == old.cache_bytes
+    assert n.settings.port == old.port
+    assert n.settings.upstream_connections == old.upstream_connections
     assert n.settings.max_fills == n.shedder.max_fills == 5
 
 
