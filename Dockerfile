@@ -1,11 +1,19 @@
 # syntax=docker/dockerfile:1
-# One image for every tiercdn service; the command picks the tier:
-#   docker run tiercdn tiercdn-origin serve --library /library
-#   docker run tiercdn tiercdn-regional --upstream http://origin:8082 --name regional-1
-#   docker run tiercdn tiercdn-edge --upstream http://regional:8081 --name edge-1
-# docker-compose.yml runs the whole CDN (origin, regional, two edges,
-# Prometheus, Grafana) from this image.
-FROM python:3.11-slim
+# One image for every tiercdn service; the command picks the tier. These run as written
+# (scripts/compose-smoke runs the compose stack; docker-compose.yml wires the same):
+#   docker build -t tiercdn .
+#   docker network create tiercdn
+#   docker run -d --init --network tiercdn --name origin tiercdn sh -c 'tiercdn-origin sample --out /library/sample && exec tiercdn-origin serve --library /library'
+#   docker run -d --init --network tiercdn --name regional tiercdn tiercdn-regional --upstream http://origin:8082
+#   docker run -d --init --network tiercdn --name edge -p 8080:8080 tiercdn tiercdn-edge --upstream http://regional:8081
+#   curl -sI http://localhost:8080/sample/manifest.mpd    # once `docker ps` says (healthy)
+#   docker rm -f edge regional origin && docker network rm tiercdn
+#
+# BASE_IMAGE is any Debian-based image with python >= 3.11 and pip as `python`
+# and `pip` on PATH, and useradd. Without a registry (air-gapped), point it at
+# your own copy: docker build --build-arg BASE_IMAGE=registry.example/python:3.11-slim .
+ARG BASE_IMAGE=python:3.11.13-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -13,15 +21,20 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
+# The pinned dependencies first, in a layer of their own: editing tiercdn's code
+# rebuilds only the layer below. The same lock as scripts/bootstrap --runtime.
+# ffmpeg comes with the imageio-ffmpeg wheel (a static build), so
+# `tiercdn-origin sample|package` needs no system packages.
+COPY requirements/runtime.lock requirements/
+RUN pip install -r requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY shared/ shared/
 COPY edge/ edge/
 COPY regional/ regional/
 COPY origin/ origin/
 COPY loadtest/ loadtest/
-# ffmpeg comes with the imageio-ffmpeg wheel (a static build), so
-# `tiercdn-origin sample|package` needs no system packages.
-RUN pip install . && rm -rf /src
+RUN pip install --no-deps . && rm -rf /src
+COPY docker/healthcheck.py /usr/local/lib/tiercdn/healthcheck.py
 
 # Run as an unprivileged user. /library (the origin's titles) and /cache (disk
 # tiers) exist and belong to it, so named volumes mounted there start out
@@ -41,14 +54,15 @@ WORKDIR /home/tiercdn
 ENV TIERCDN_HOST=0.0.0.0 \
     TIERCDN_ADMIN_HOST=0.0.0.0
 
-# Proxy ports (edge, regional, origin) and admin ports (port + 1000).
+# Proxy ports (edge, regional, origin) and their default admin ports.
 EXPOSE 8080 8081 8082 9080 9081 9082
 
-# The admin listener's /healthz. Its port is TIERCDN_ADMIN_PORT: set that env
-# var (rather than --admin-port) and the service and this check agree; the
-# fallback 9080 is the edge's default admin port.
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('TIERCDN_ADMIN_PORT', '9080'), timeout=2)"]
+# Every tiercdn node running in the container answers its admin /healthz. The
+# script finds the nodes in /proc and reads each one's admin port from its own
+# flags, environment or --config file, or its tier's default (edge 9080,
+# regional 9081, origin 9082), so it holds whichever service runs the image.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "/usr/local/lib/tiercdn/healthcheck.py"]
 
 # No ENTRYPOINT: the command is a whole tiercdn command line, so compose's
 # `command:` reads like a shell invocation. Without one, list the commands.
