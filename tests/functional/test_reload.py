@@ -1,16 +1,20 @@
 """SIGHUP reloads a real ``tiercdn-edge`` (a subprocess with ``--config FILE``): a
 download in flight completes byte-identical, steady load sees no failure across
-five reloads, a bad file changes nothing, a good one is applied."""
+five reloads, a bad file changes nothing, a good one is applied; a smaller store
+evicts down to its new budget while hits and downloads in flight (from memory,
+from a fill, from a disk file being sent) go on whole."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hashlib
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -34,6 +38,18 @@ async def _big(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+HUGE = bytes(range(251)) * (24 * 1024 * 1024 // 251)  # ~24 MiB: more than socket buffers
+
+
+async def _huge(request: web.Request) -> web.Response:
+    return web.Response(body=HUGE, headers={"Cache-Control": "max-age=600"})
+
+
+async def _obj(request: web.Request) -> web.Response:
+    body = request.match_info["n"].encode().ljust(64 * 1024, b".")  # 64 KiB
+    return web.Response(body=body, headers={"Cache-Control": "max-age=600"})
+
+
 async def _small(request: web.Request) -> web.Response:
     await asyncio.sleep(0.01)
     body = request.match_info["n"].encode() * 100
@@ -44,6 +60,8 @@ async def paced_origin(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> 
     app = web.Application()
     app.router.add_get("/big", _big)
     app.router.add_get("/small/{n}", _small)
+    app.router.add_get("/huge", _huge)
+    app.router.add_get("/obj/{n}", _obj)
     return await aiohttp_server(app)
 
 
@@ -63,6 +81,15 @@ class Edge:
             stats = await resp.json()
         assert isinstance(stats, dict)
         return stats
+
+    async def reloaded(self, times: int) -> str:
+        """The edge's stderr once it logged ``times`` reloads (or after 5 s)."""
+        deadline = time.monotonic() + 5.0
+        while True:
+            log = await asyncio.to_thread(self.log.read_text)
+            if log.count(" reloaded: ") >= times or time.monotonic() > deadline:
+                return log
+            await asyncio.sleep(0.05)
 
     async def logged(self, text: str) -> str:
         """The edge's stderr once it holds ``text`` (or after 5 s)."""
@@ -159,7 +186,7 @@ async def test_changed_settings_are_applied_and_restart_ones_named(aiohttp_serve
     async with edge(url_of(origin), config, tmp_path) as node:
         config.write_text(
             'origin-rate = 20.0\norigin-burst = 5\nmax-fills = 8\nadmin-token = "t"\n'
-            'cache-bytes = "64MiB"\nlog-level = "WARNING"\n'
+            'upstream-connections = 64\nlog-level = "WARNING"\n'
         )
         node.hup()
         log = await node.logged("needs a restart")
@@ -173,5 +200,120 @@ async def test_changed_settings_are_applied_and_restart_ones_named(aiohttp_serve
             async with s.post(purge, json={"url": "/small/1"}, headers=auth) as resp:
                 assert resp.status == 200, await resp.text()  # the new token works
         warning = next(line for line in log.splitlines() if "needs a restart" in line)
-        assert " WARNING " in warning and "--cache-bytes" in warning, log
+        assert " WARNING " in warning and "--upstream-connections" in warning, log
         assert "reloaded: " not in log  # --log-level WARNING: the INFO line is gone
+
+
+async def test_reload_shrinks_the_store_while_downloads_go_on(aiohttp_server, tmp_path):
+    """100 objects of 64 KiB and a 24 MiB one in a 32 MiB lru store; a SIGHUP makes it
+    2 MiB tinylfu. /stats shows the store under the new budget, the newest objects
+    still hit, and a memory hit and a fill in flight across the shrink finish whole."""
+    origin = await paced_origin(aiohttp_server)
+    config = tmp_path / "edge.toml"
+    config.write_text('cache-bytes = "32MiB"\nadmission = "lru"\n')
+    async with edge(url_of(origin), config, tmp_path) as node, aiohttp.ClientSession() as s:
+        async with s.get(node.url("/huge")) as resp:
+            assert await resp.read() == HUGE
+        hit = await s.get(node.url("/huge"))  # a memory hit, held open
+        assert "hit" in hit.headers["Cache-Status"]
+        got = await hit.content.readexactly(CHUNK)
+        for n in range(100):  # newer than /huge: lru keeps these first
+            async with s.get(node.url(f"/obj/{n}")) as resp:
+                assert resp.status == 200 and len(await resp.read()) == 64 * 1024
+        before = await node.stats()
+        assert before["objects"] == 101, before
+        fill = await s.get(node.url("/big"))  # 3 MiB paced over 1.5 s: a fill in flight
+        filled = await fill.content.readexactly(CHUNK)
+        config.write_text('cache-bytes = "2MiB"\nadmission = "tinylfu"\n')
+        node.hup()
+        log = await node.reloaded(1)
+        assert "--cache-bytes" in log and "--admission" in log, log[-2000:]
+        after = await node.stats()
+        got += await hit.content.read()
+        filled += await fill.content.read()
+        hit.release()
+        fill.release()
+        assert hashlib.sha256(got).digest() == hashlib.sha256(HUGE).digest()
+        assert filled == BIG  # over the new --max-object-bytes: streamed on, not stored
+        assert after["capacity_bytes"] == 2 << 20
+        assert 0 < after["bytes"] <= 2 << 20  # type: ignore[operator]
+        assert 20 <= after["objects"] < 32, after  # type: ignore[operator]
+        async with s.get(node.url("/obj/99")) as resp:  # the newest stayed
+            assert "hit" in resp.headers["Cache-Status"] and resp.status == 200
+        async with s.get(node.url("/obj/0")) as resp:  # the oldest went: a miss, stored
+            assert "miss" in resp.headers["Cache-Status"]
+        async with s.get(node.url("/obj/0")) as resp:
+            assert "hit" in resp.headers["Cache-Status"]
+        final = await node.stats()
+        assert final["bytes"] <= final["capacity_bytes"] == 2 << 20  # type: ignore[operator]
+    print(
+        f"\nstore {before['objects']} objects, {before['bytes']} B → {after['objects']},"
+        f" {after['bytes']} B under 2 MiB; 24 MiB hit and 3 MiB fill in flight: identical"
+    )
+
+
+async def test_reload_shrinking_the_disk_tier_never_cuts_a_file_being_sent(
+    aiohttp_server, tmp_path
+):
+    """A 24 MiB disk hit (sendfile) is in flight when a SIGHUP shrinks the disk tier
+    under it: its files are unlinked at once, and the download still completes
+    byte-identical (POSIX keeps an open, unlinked file readable)."""
+    origin = await paced_origin(aiohttp_server)
+    disk = tmp_path / "disk"
+    config = tmp_path / "edge.toml"
+    base = f'disk-path = "{disk}"\nadmission = "lru"\ndisk-bytes = "64MiB"\n'
+    config.write_text(base + 'cache-bytes = "32MiB"\n')
+    async with edge(url_of(origin), config, tmp_path) as node, aiohttp.ClientSession() as s:
+        async with s.get(node.url("/huge")) as resp:
+            assert await resp.read() == HUGE
+        await until_stats(node, lambda st: st["disk"]["objects"] == 1)
+        config.write_text(base + 'cache-bytes = "1MiB"\n')  # out of memory: disk only
+        node.hup()
+        await node.reloaded(1)
+        stats = await node.stats()
+        assert stats["bytes"] == stats["disk"]["bytes"]  # type: ignore[index]
+        hit = await s.get(node.url("/huge"))  # sendfile from the body file, held open
+        assert "hit" in hit.headers["Cache-Status"]
+        got = await hit.content.readexactly(CHUNK)
+        config.write_text(base.replace("64MiB", "1MiB") + 'cache-bytes = "1MiB"\n')
+        node.hup()
+        await node.reloaded(2)
+        deadline = time.monotonic() + 5.0
+        while True:  # the unlink runs in the store's writer thread
+            bodies = list(disk.rglob("*.body"))
+            if not bodies or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert not bodies  # unlinked while being sent
+        targets = await asyncio.to_thread(open_files, node.proc.pid)
+        if targets is not None:  # Linux: the edge still reads the unlinked file
+            assert any(".body (deleted)" in target for target in targets), targets
+        got += await hit.content.read()
+        hit.release()
+        assert hashlib.sha256(got).digest() == hashlib.sha256(HUGE).digest()
+        stats = await node.stats()
+        assert stats["disk"]["capacity_bytes"] == 1 << 20  # type: ignore[index]
+        assert stats["disk"]["objects"] == 0  # type: ignore[index]
+
+
+async def until_stats(node: Edge, ok: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """/stats once ``ok`` holds for it (polled, at most 5 s)."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        stats = await node.stats()
+        if ok(stats) or time.monotonic() > deadline:
+            assert ok(stats), stats
+            return stats
+        await asyncio.sleep(0.05)
+
+
+def open_files(pid: int) -> list[str] | None:
+    """What process ``pid``'s descriptors point at; None without Linux's ``/proc``."""
+    fds = Path(f"/proc/{pid}/fd")
+    if not fds.is_dir():
+        return None
+    targets = []
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            targets.append(os.readlink(fd))
+    return targets
