@@ -1,7 +1,8 @@
 """``tiercdn-origin``: serve a DASH library, make a sample title, package a video.
 
 ``serve`` takes every ``OriginSettings`` field as a flag, a ``TIERCDN_*``
-env var or a key of its ``--config`` TOML file, and runs on the stock asyncio
+env var or a key of its ``--config`` TOML file (read again on SIGHUP, and
+applied live where it can be: ``origin.reload``), and runs on the stock asyncio
 loop (it has ``loop.sendfile``, which ``web.FileResponse`` uses; uvloop does
 not). ``sample`` and ``package`` fail
 with one ``error: ...`` line and exit code 1, never a traceback.
@@ -18,7 +19,9 @@ from typing import Any, TextIO
 
 from origin.app import METRICS_KEY, make_admin_app, make_app
 from origin.packager import DEFAULT_LADDER, PackagingError, make_sample, package, parse_ladder
+from origin.reload import reload
 from origin.settings import OriginSettings
+from shared.engine.tasks import spawn
 from shared.service.connection import ConnectionLimits
 from shared.service.run import configure_logging, run, serve
 from shared.service.settings import Parser, add_arguments, add_config_argument, from_namespace
@@ -82,7 +85,10 @@ def _add_encoding_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(ns: argparse.Namespace) -> int:
-    settings = from_namespace(OriginSettings, ns)
+    def read() -> OriginSettings:  # flags, env and --config file, now
+        return from_namespace(OriginSettings, ns)
+
+    settings = read()
     configure_logging(settings.log_level, settings.log_json, settings.access_log_file)
     try:
         app = make_app(settings)
@@ -95,6 +101,9 @@ def _serve(ns: argparse.Namespace) -> int:
     ready = f"{settings.name} ready on {_url(settings.host, settings.port)}"
     if settings.admin_port:
         ready += f" (admin {_url(settings.admin_host, settings.admin_port)}metrics)"
+
+    def on_hup() -> None:
+        spawn(reload(app, read), name="reload")
 
     async def serving() -> None:
         await serve(
@@ -109,6 +118,7 @@ def _serve(ns: argparse.Namespace) -> int:
             limits=ConnectionLimits.of(settings),
             registry=app[METRICS_KEY].registry,
             name=settings.name,
+            on_hup=on_hup,
         )
 
     return run(serving, use_uvloop=False)

@@ -17,6 +17,9 @@ Invariants:
 - aiohttp quirks kept as they are: a malformed, multi-range or non-``bytes``
   Range gets 416 (RFC 9110 §14.2 would rather ignore the last two), and a
   ``<file>.gz``/``.br`` sibling is served for a matching Accept-Encoding.
+- Settings and library are read once per request from ``Current``, which a
+  reload (SIGHUP, ``origin.reload``) swaps: a response already started keeps
+  the file it opened and the headers it was given.
 - Faults are off by default. ``fault_delay`` delays every response's headers;
   ``fault_rate`` paces file bodies (full and Range) at that many bytes/s;
   ``fault_status`` answers every request with that status; ``fault_reset_rate``
@@ -44,12 +47,12 @@ from origin.settings import OriginSettings
 from shared.http import CDN_CACHE_CONTROL
 
 __all__ = [
+    "CURRENT_KEY",
     "FAULTS_KEY",
     "KIND_KEY",
-    "Faults",
-    "LIBRARY_KEY",
     "METRICS_KEY",
-    "SETTINGS_KEY",
+    "Current",
+    "Faults",
     "Metrics",
     "make_admin_app",
     "make_app",
@@ -131,9 +134,16 @@ class Faults:
         return {"status": self.status, "reset_rate": self.reset_rate}
 
 
-SETTINGS_KEY = web.AppKey("origin_settings", OriginSettings)
+@dataclasses.dataclass
+class Current:
+    """The settings and library the origin serves with now; a reload swaps them."""
+
+    settings: OriginSettings  # guarded by: single event loop
+    library: Library  # guarded by: single event loop
+
+
+CURRENT_KEY = web.AppKey("origin_current", Current)
 FAULTS_KEY = web.AppKey("origin_faults", Faults)
-LIBRARY_KEY = web.AppKey("origin_library", Library)
 METRICS_KEY = web.AppKey("origin_metrics", Metrics)
 KIND_KEY = web.RequestKey("origin_kind", Kind)
 
@@ -183,8 +193,7 @@ def make_app(settings: OriginSettings) -> web.Application:
     if not root.is_dir():
         raise FileNotFoundError(f"library directory not found: {root}")
     app = web.Application()
-    app[SETTINGS_KEY] = settings
-    app[LIBRARY_KEY] = Library(root)
+    app[CURRENT_KEY] = Current(settings, Library(root))
     app[METRICS_KEY] = Metrics.create()
     app[FAULTS_KEY] = Faults(settings.fault_status, settings.fault_reset_rate)
     app.router.add_route("*", "/{tail:.*}", _handle)
@@ -196,12 +205,12 @@ def make_app(settings: OriginSettings) -> web.Application:
 def make_admin_app(app: web.Application) -> web.Application:
     """The admin listener of ``app``: ``/metrics``, ``/healthz``, ``/stats``."""
     admin = web.Application()
-    admin[SETTINGS_KEY] = app[SETTINGS_KEY]
+    admin[CURRENT_KEY] = app[CURRENT_KEY]
     admin[METRICS_KEY] = app[METRICS_KEY]
     admin.router.add_get("/metrics", _metrics)
     admin.router.add_get("/healthz", _healthz)
     admin.router.add_get("/stats", _stats)
-    if app[SETTINGS_KEY].fault_control:
+    if app[CURRENT_KEY].settings.fault_control:
         admin[FAULTS_KEY] = app[FAULTS_KEY]
         admin.router.add_get("/faults", _faults)
         admin.router.add_put("/faults", _faults)
@@ -211,7 +220,8 @@ def make_admin_app(app: web.Application) -> web.Application:
 async def _handle(request: web.Request) -> web.StreamResponse:
     # Never prepare here: aiohttp prepares the returned response, and
     # FileResponse.prepare is not idempotent (a second call resends the body).
-    settings = request.app[SETTINGS_KEY]
+    current = request.app[CURRENT_KEY]
+    settings, library = current.settings, current.library  # one view per request
     raw = request.raw_path.split("?", 1)[0]
     request[KIND_KEY] = Library.kind(PurePosixPath(raw))  # a label from the name only
     if settings.fault_delay:
@@ -221,7 +231,6 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return _error(faults.status, "fault injected (--fault-status)")
     if request.method not in (hdrs.METH_GET, hdrs.METH_HEAD):
         return _error(405, "method not allowed", {hdrs.ALLOW: "GET, HEAD"})
-    library = request.app[LIBRARY_KEY]
     loop = asyncio.get_running_loop()
     if raw == "/":
         titles = await loop.run_in_executor(None, library.titles)
@@ -285,7 +294,7 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
         # Cache-Control by kind; an error must never be cached as a segment.
         response.headers.popall(CDN_CACHE_CONTROL, None)
         response.headers.popall(hdrs.CACHE_CONTROL, None)
-        if cache_control := request.app[SETTINGS_KEY].error_cache_control:
+        if cache_control := request.app[CURRENT_KEY].settings.error_cache_control:
             response.headers[hdrs.CACHE_CONTROL] = cache_control
     body = 0
     if request.method != hdrs.METH_HEAD and response.status not in (204, 304):
@@ -323,5 +332,5 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _stats(request: web.Request) -> web.Response:
-    stats = {"name": request.app[SETTINGS_KEY].name, **request.app[METRICS_KEY].stats()}
+    stats = {"name": request.app[CURRENT_KEY].settings.name, **request.app[METRICS_KEY].stats()}
     return web.json_response(stats)

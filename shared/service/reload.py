@@ -16,7 +16,8 @@ own order but a body being sent (bytes, or a file already open) is sent whole,
 and a fill over a smaller ``max_object_bytes`` streams on instead of storing.
 ``reload`` is the SIGHUP path: read the settings again the way the node started
 (``load``), refuse an invalid file with one ERROR line, else ``apply`` and log
-what changed.
+what changed. ``diff`` and ``reload_with`` are that path for any service's
+settings (the origin reloads with them too).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
+from typing import TypeVar
 
 from cachetools import TTLCache
 
@@ -34,9 +36,10 @@ from shared.policy.breaker import CircuitBreaker
 from shared.service.settings import CacheSettings
 from shared.store import TieredStore
 
-__all__ = ["LIVE", "apply", "reload"]
+__all__ = ["LIVE", "apply", "diff", "reload", "reload_with"]
 
 log = logging.getLogger(__name__)
+S = TypeVar("S")
 
 _STORE = ("cache_bytes", "disk_bytes", "admission", "max_object_bytes")
 _SHEDDING = ("max_requests", "max_fills")
@@ -55,18 +58,27 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def diff(old: S, new: S, live: frozenset[str]) -> tuple[S, set[str], list[str]]:
+    """What ``new`` changes in ``old`` (any service's settings): the settings to run
+    (``new`` with old values where a changed field is not in ``live``), the live
+    fields that changed, and every changed field as a flag, those not applied marked
+    ``"--port (needs a restart)"``."""
+    changed = [
+        f.name
+        for f in dataclasses.fields(new)  # type: ignore[arg-type]
+        if getattr(new, f.name) != getattr(old, f.name, None)
+    ]
+    applied = {name for name in changed if name in live}
+    kept = {name: getattr(old, name) for name in changed if name not in live}
+    s: S = dataclasses.replace(new, **kept)  # type: ignore[type-var]
+    flags = [_flag(n) if n in applied else f"{_flag(n)} (needs a restart)" for n in changed]
+    return s, applied, flags
+
+
 def apply(node: Node, new: CacheSettings) -> list[str]:
     """Apply ``new`` to ``node``; the changed fields as flags, those not applied
     marked ``"--port (needs a restart)"``. Unchanged settings are not touched."""
-    old = node.settings
-    changed = [
-        f.name
-        for f in dataclasses.fields(new)
-        if getattr(new, f.name) != getattr(old, f.name, None)
-    ]
-    live = {name for name in changed if name in LIVE}
-    kept = {name: getattr(old, name) for name in changed if name not in LIVE}
-    s = dataclasses.replace(new, **kept)  # what the node will run: old values where kept
+    s, live, changes = diff(node.settings, new, LIVE)  # s: what the node will run
     if live & set(_STORE):
         node.store.reconfigure(memory=s.cache_bytes, disk=s.disk_bytes, policy=s.admission)
         node.fetcher.max_object_bytes = s.max_object_bytes  # read per chunk by fills
@@ -100,7 +112,7 @@ def apply(node: Node, new: CacheSettings) -> list[str]:
         stale_if_busy=s.stale_if_busy,
     )
     node.swap(s, policy)
-    return [_flag(name) if name in live else f"{_flag(name)} (needs a restart)" for name in changed]
+    return changes
 
 
 def _breakers(s: CacheSettings) -> Callable[[], CircuitBreaker]:
@@ -113,20 +125,28 @@ def _breakers(s: CacheSettings) -> Callable[[], CircuitBreaker]:
 
 
 async def reload(node: Node, read: Callable[[], CacheSettings]) -> list[str] | None:
-    """Read the settings again (``read``: the node's own ``load`` call, in a thread: it
-    reads a file) and apply them; None when they are invalid (one ERROR line, the old
-    settings kept)."""
+    """Read the settings again (``read``: the node's own ``load`` call) and apply them;
+    None when they are invalid (one ERROR line, the old settings kept)."""
+    return await reload_with(node.name, read, lambda new: apply(node, new))
+
+
+async def reload_with(
+    name: str, read: Callable[[], S], apply: Callable[[S], list[str]]
+) -> list[str] | None:
+    """Any service's SIGHUP: ``read`` its settings again (in a thread: it reads a
+    file), ``apply`` them and log what changed (INFO) and what needs a restart
+    (WARNING); None when ``read`` refuses them (one ERROR line, nothing applied)."""
     try:
         new = await asyncio.to_thread(read)
     except SystemExit as exc:  # load's way to report a bad file, flag or env value
         code = exc.code
         reason = code.removeprefix("error: ") if isinstance(code, str) else "invalid settings"
-        log.error("%s reload refused, old settings kept: %s", node.name, reason)
+        log.error("%s reload refused, old settings kept: %s", name, reason)
         return None
-    changes = apply(node, new)
+    changes = apply(new)
     applied = [c for c in changes if not c.endswith("(needs a restart)")]
     restart = [c.split()[0] for c in changes if c.endswith("(needs a restart)")]
-    log.info("%s reloaded: %s", node.name, ", ".join(applied) or "nothing changed")
+    log.info("%s reloaded: %s", name, ", ".join(applied) or "nothing changed")
     if restart:
-        log.warning("%s reload: %s changed but needs a restart", node.name, ", ".join(restart))
+        log.warning("%s reload: %s changed but needs a restart", name, ", ".join(restart))
     return changes
