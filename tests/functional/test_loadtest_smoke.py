@@ -11,24 +11,27 @@ import pytest
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(60)
-def test_hitpath_python_fallback_reports_positive_rates(tmp_path: Path) -> None:
-    """hitpath with the Python load tool exits 0 and reports req/s for edge and origin."""
+@pytest.mark.timeout(90)
+def test_hitpath_quick_reports_ratios_against_the_ceiling(tmp_path: Path) -> None:
+    """hitpath --quick (Python load tool) exits 0 and reports tiercdn / ceiling per cell,
+    memory and disk, with the edges' requests all hits."""
     report = tmp_path / "hitpath.json"
-    args = ["--seconds", "0.5", "--rounds", "1", "--connections", "4", "--tool", "python"]
+    args = ["--quick", "--seconds", "0.5", "--connections", "4", "--tool", "python"]
     done = subprocess.run(
         [sys.executable, "-m", "loadtest.hitpath", *args, "--json", str(report)],
         capture_output=True,
         text=True,
-        timeout=45,
+        timeout=80,
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PYTHON FALLBACK" in done.stdout
     summary = json.loads(report.read_text())
     assert summary["tool"] == "python"
-    assert {row["object"] for row in summary["objects"]} == {"1KiB", "700KiB"}
-    for row in summary["objects"]:
-        assert row["edge"]["rps_median"] > 0
-        assert row["origin"]["rps_median"] > 0
-        assert row["edge"]["errors"] == row["origin"]["errors"] == 0
+    cells = {(c["kind"], c["object"], c["connections"]) for c in summary["cells"]}
+    assert cells == {(k, o, 4) for k in ("memory", "disk") for o in ("1KiB", "100KiB", "1MiB")}
+    for cell in summary["cells"]:
+        assert cell["tiercdn"]["rps_median"] > 0 and cell["ceiling"]["rps_median"] > 0
+        assert cell["ratio_median"] > 0
+        assert cell["tiercdn"]["errors"] == cell["ceiling"]["errors"] == 0
+    assert len(summary["stall_runs"]) == 1
