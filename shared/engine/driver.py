@@ -79,8 +79,8 @@ class Driver:
         self.fetcher = node.fetcher
         self.respond = node.respond
         self.metrics = m = node.metrics
-        self._requests = {o: m.requests.labels(o.value) for o in Outcome}
-        self._first_byte = {o: m.first_byte_seconds.labels(o.value) for o in Outcome}
+        self._counts = m.requests.counts  # plain ints, read at scrape time (and /stats)
+        self._first_byte = m.first_byte_seconds
         self._readers = {
             True: m.fill_readers.labels("leader"),
             False: m.fill_readers.labels("joined"),
@@ -328,9 +328,8 @@ class Driver:
         """Count ``outcome`` (metrics, /stats, the access log); returns its Cache-Status
         ``member``, made by ``cache_status_member`` (the one builder) at the call site."""
         request[OUTCOME] = outcome
-        self.node.counts[outcome] += 1
-        self._requests[outcome].inc()
-        self._first_byte[outcome].observe(time.monotonic() - request[STARTED])
+        self._counts[outcome] += 1
+        self._first_byte.observe(outcome, time.monotonic() - request[STARTED])
         return member
 
     def _error(

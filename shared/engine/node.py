@@ -116,7 +116,7 @@ class Node:
             negative_ttl=s.negative_ttls(),
         )
         self.on_request: list[RequestHook] = []  # a tier's policies: called per GET/HEAD
-        self.counts: collections.Counter[Outcome] = collections.Counter()  # for /stats
+        self.counts: collections.Counter[Outcome] = m.requests.counts  # /stats, /metrics
         self.manifest_requests: collections.Counter[str] = collections.Counter()  # titles' starts
         self.driver = Driver(self)
         m.watch(self)

@@ -56,8 +56,7 @@ class Responder:
         self.name = name
         self.via = f"1.1 {name}"
         self.extra: dict[str, str] = {}  # fields a tier adds to every response (edge: CORS)
-        self._bytes_cache = metrics.response_bytes.labels("cache")
-        self._bytes_upstream = metrics.response_bytes.labels("upstream")
+        self._sent = metrics.response_bytes.counts  # by source; plain ints
 
     def from_store(
         self, request: web.Request, obj: CachedObject, age: float, member: str
@@ -71,7 +70,8 @@ class Responder:
         status, start, count, content_range = plan
         if count != len(body):
             body = body[start : start + count]
-        self._bytes_cache.inc(0 if request.method == "HEAD" else count)
+        if request.method != "HEAD":
+            self._sent["cache"] += count
         resp = web.Response(status=status, body=body, headers=obj.prepared)  # copies once
         self._stored_headers(obj, resp.headers, member, age)
         if content_range:
@@ -105,7 +105,7 @@ class Responder:
                 log.info("aborting a disk hit of %r: %s", obj.key, exc)
                 _abort(request)
                 return resp
-            self._bytes_cache.inc(count)
+            self._sent["cache"] += count
         await resp.write_eof()
         return resp
 
@@ -188,7 +188,7 @@ class Responder:
             _abort(request)
             return resp
         finally:
-            self._bytes_upstream.inc(sent)
+            self._sent["upstream"] += sent
             request[SENT] = sent  # for the access log
         await resp.write_eof()
         return resp
@@ -204,7 +204,7 @@ class Responder:
         try:
             async for chunk in up.chunks():
                 await resp.write(chunk)
-                self._bytes_upstream.inc(len(chunk))
+                self._sent["upstream"] += len(chunk)
                 request[SENT] += len(chunk)
         except UpstreamError as exc:
             log.info("aborting %s %s: %s", request.method, request.path, exc)

@@ -5,23 +5,36 @@ process. Names follow Prometheus conventions (``tiercdn_`` prefix, base
 units, ``_total``); label values come from enums or configuration, never from
 request URLs. Values the node already keeps (store size, fills in flight,
 origin tokens) are read at scrape time by ``NodeCollector`` instead of being
-copied on every request.
+copied on every request. So are the families every hit touches (requests by
+outcome, first-byte times, response bytes): plain integers and lists the request
+path increments (``Tally``, ``Timings``), turned into the same names and labels
+at scrape time; a ``prometheus_client`` child costs a label lookup and a lock
+per call, which a hit cannot afford.
 """
 
 from __future__ import annotations
 
+import bisect
+import collections
 import dataclasses
 import math
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Iterable, Iterator
+from typing import Generic, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
+from shared.engine.outcome import Outcome
 from shared.store import Store
 
-__all__ = ["Metrics", "NodeState"]
+__all__ = ["Metrics", "NodeState", "Tally", "Timings"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -103,14 +116,69 @@ def _gauge(name: str, help: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, help, value=value)
 
 
+K = TypeVar("K")
+C = TypeVar("C", bound=Collector)
+
+
+class Tally(Collector, Generic[K]):
+    """A one-label counter kept as plain integers: ``tally.counts[key] += n`` on the
+    request path, ``<name>_total{label="<labels[key]>"}`` at scrape time, every
+    label value shown (zero until counted), as a labelled ``Counter`` shows them."""
+
+    def __init__(self, name: str, help: str, label: str, labels: dict[K, str]) -> None:
+        self.name, self.help, self.label, self.labels = name, help, label, labels
+        self.counts: collections.Counter[K] = collections.Counter()  # [single event loop]
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.help, labels=[self.label])
+        for key, value in self.labels.items():
+            family.add_metric([value], self.counts[key])
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+class Timings(Collector, Generic[K]):
+    """A one-label histogram kept as plain lists: ``observe(key, seconds)`` is a
+    bisect and two additions; cumulative buckets are made at scrape time."""
+
+    def __init__(
+        self, name: str, help: str, label: str, labels: dict[K, str], buckets: Iterable[float]
+    ) -> None:
+        self.name, self.help, self.label, self.labels = name, help, label, labels
+        self.bounds = tuple(buckets)
+        # guarded by: single event loop; per key, counts per bucket (the last is +Inf)
+        self.counts = {key: [0] * (len(self.bounds) + 1) for key in labels}
+        self.sums = dict.fromkeys(labels, 0.0)
+
+    def observe(self, key: K, seconds: float) -> None:
+        self.counts[key][bisect.bisect_left(self.bounds, seconds)] += 1  # le is inclusive
+        self.sums[key] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.help, labels=[self.label])
+        edges = [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
+        for key, value in self.labels.items():
+            cumulative, total = [], 0
+            for edge, n in zip(edges, self.counts[key], strict=True):
+                total += n
+                cumulative.append((edge, total))
+            family.add_metric([value], cumulative, self.sums[key])
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
 @dataclasses.dataclass(frozen=True)
 class Metrics:
     """Every instrument of a node, with its help text."""
 
     registry: CollectorRegistry
-    requests: Counter
-    response_bytes: Counter
-    first_byte_seconds: Histogram
+    requests: Tally[Outcome]  # node.counts: /stats reads it too
+    response_bytes: Tally[str]  # by source: cache, upstream
+    first_byte_seconds: Timings[Outcome]
     upstream_requests: Counter
     breaker_state: Gauge
     upstream_seconds: Histogram
@@ -137,18 +205,33 @@ class Metrics:
         def histogram(name: str, help: str, labels: tuple[str, ...] = ()) -> Histogram:
             return Histogram(name, help, labels, buckets=_LATENCY_BUCKETS, registry=r)
 
+        def tally(collector: C) -> C:
+            r.register(collector)
+            return collector
+
+        outcomes = {o: o.value for o in Outcome}
+
         return cls(
             registry=r,
-            requests=counter("tiercdn_requests", "Client requests by cache outcome", ("outcome",)),
-            response_bytes=counter(
-                "tiercdn_response_bytes",
-                "Body bytes sent to clients by source (cache or upstream)",
-                ("source",),
+            requests=tally(
+                Tally("tiercdn_requests", "Client requests by cache outcome", "outcome", outcomes)
             ),
-            first_byte_seconds=histogram(
-                "tiercdn_first_byte_seconds",
-                "Time from request to response headers, by outcome",
-                ("outcome",),
+            response_bytes=tally(
+                Tally(
+                    "tiercdn_response_bytes",
+                    "Body bytes sent to clients by source (cache or upstream)",
+                    "source",
+                    {"cache": "cache", "upstream": "upstream"},
+                )
+            ),
+            first_byte_seconds=tally(
+                Timings(
+                    "tiercdn_first_byte_seconds",
+                    "Time from request to response headers, by outcome",
+                    "outcome",
+                    outcomes,
+                    _LATENCY_BUCKETS,
+                )
             ),
             upstream_requests=counter(
                 "tiercdn_upstream_requests",
