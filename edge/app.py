@@ -38,7 +38,7 @@ def make_app(settings: EdgeSettings, *, clock: Callable[[], float] = time.time) 
         )
         node.on_request.append(prefetch)
     if settings.cors_origin:
-        install_cors(app, node.respond, settings.cors_origin)
+        install_cors(node, settings.cors_origin)
     if settings.player_dashjs_url:
         install_player(app, settings.player_dashjs_url)
     return app

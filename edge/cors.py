@@ -9,9 +9,8 @@ request) is answered at the edge and never forwarded.
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from shared.engine.responses import Responder
+from shared.engine.node import Node
 
 __all__ = ["install_cors"]
 
@@ -19,9 +18,10 @@ EXPOSED = "Cache-Status, Age, Via, Content-Range, Content-Length, ETag, Date"
 PREFLIGHT_MAX_AGE = "86400"
 
 
-def install_cors(app: web.Application, responder: Responder, allow_origin: str) -> None:
-    """Answer preflights, and have ``responder`` add CORS fields to every response
-    (built into the headers it makes: no per-response hook on the hit path)."""
+def install_cors(node: Node, allow_origin: str) -> None:
+    """Have ``node`` answer preflights itself (its ``preflight`` hook: no middleware on
+    every request) and its responder add CORS fields to every response (built into
+    the headers it makes: no per-response hook on the hit path)."""
     cors_headers = {
         "Access-Control-Allow-Origin": allow_origin,
         "Access-Control-Expose-Headers": EXPOSED,
@@ -29,20 +29,19 @@ def install_cors(app: web.Application, responder: Responder, allow_origin: str) 
     if allow_origin != "*":
         cors_headers["Vary"] = "Origin"
 
-    @web.middleware
-    async def preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            requested = request.headers.get("Access-Control-Request-Headers", "")
-            return web.Response(
-                status=204,
-                headers={
-                    **cors_headers,
-                    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
-                    "Access-Control-Allow-Headers": requested or "Range",
-                    "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
-                },
-            )
-        return await handler(request)
+    def preflight(request: web.Request) -> web.StreamResponse | None:
+        if "Access-Control-Request-Method" not in request.headers:
+            return None  # a plain OPTIONS: forwarded like any other method
+        requested = request.headers.get("Access-Control-Request-Headers", "")
+        return web.Response(
+            status=204,
+            headers={
+                **cors_headers,
+                "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+                "Access-Control-Allow-Headers": requested or "Range",
+                "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
+            },
+        )
 
-    responder.extra.update(cors_headers)
-    app.middlewares.append(preflight)
+    node.respond.extra.update(cors_headers)
+    node.preflight = preflight

@@ -27,7 +27,6 @@ from aiohttp import web
 
 from shared.dash import is_manifest
 from shared.engine.decide import (
-    FRESH_HIT,
     Action,
     Decision,
     FillKey,
@@ -67,6 +66,7 @@ __all__ = ["OUTCOME", "STARTED", "Driver"]
 
 STARTED = web.RequestKey("started", float)  # monotonic time the request arrived
 OUTCOME = web.RequestKey("outcome", Outcome)  # what the node did, for logs
+_HIT = Outcome.HIT
 
 
 class Driver:
@@ -94,6 +94,10 @@ class Driver:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         request[STARTED] = time.monotonic()
         if request.method not in ("GET", "HEAD"):
+            if request.method == "OPTIONS" and self.node.preflight is not None:
+                answer = self.node.preflight(request)  # the edge's CORS
+                if answer is not None:
+                    return answer
             return await self._forward(request)
         url = _target(request)
         if is_manifest(url):
@@ -111,8 +115,10 @@ class Driver:
             # says FRESH, whatever the rest of the facts; don't build them (a test pins it).
             now = self._clock()
             if freshness(stored, req_h, now, self._heuristic) is Lookup.FRESH:
-                age, member = self._hit(request, stored, FRESH_HIT, now)
-                return self.respond.from_store(request, stored, age, member)
+                request[OUTCOME] = _HIT
+                self._counts[_HIT] += 1
+                self._first_byte.observe(_HIT, time.monotonic() - request[STARTED])
+                return self.respond.hit(request, stored, stored.age(now))
         cc = parse_cache_control(req_h) if "Cache-Control" in req_h else {}
         vary_miss = bool(variants) and stored is None
         passing = url in self.fetcher.pass_marks

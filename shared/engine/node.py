@@ -40,11 +40,12 @@ from shared.service.settings import CacheSettings
 from shared.service.units import format_size
 from shared.store import DiskStore, MemoryStore, Store, TieredStore
 
-__all__ = ["NODE", "Node", "RequestHook", "make_app"]
+__all__ = ["NODE", "Node", "Preflight", "RequestHook", "make_app"]
 
 log = logging.getLogger(__name__)
 
 RequestHook = Callable[[str, web.Request], None]  # (cache key, request), before the lookup
+Preflight = Callable[[web.Request], web.StreamResponse | None]  # an OPTIONS answered here
 _MAX_TITLES = 4096
 _NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
@@ -67,6 +68,7 @@ class Node:
                 disk,
                 spawn=lambda coro, name: self.tasks.spawn(coro, name=name),
                 promote_limit=s.max_object_bytes,
+                disk_limit=s.disk_max_object_bytes,
             )
         self.upstream = UpstreamPool(
             s.upstream,
@@ -108,7 +110,7 @@ class Node:
             segments=self.segments,
             tasks=self.tasks,
             clock=clock,
-            max_object_bytes=s.max_object_bytes,
+            max_object_bytes=s.stored_object_bytes,
             heuristic_max_age=s.heuristic_max_age,
             pass_ttl=s.pass_ttl,
             stale_if_error=s.stale_if_error,
@@ -116,6 +118,7 @@ class Node:
             negative_ttl=s.negative_ttls(),
         )
         self.on_request: list[RequestHook] = []  # a tier's policies: called per GET/HEAD
+        self.preflight: Preflight | None = None  # a tier's answer to a CORS preflight
         self.counts: collections.Counter[Outcome] = m.requests.counts  # /stats, /metrics
         self.manifest_requests: collections.Counter[str] = collections.Counter()  # titles' starts
         self.driver = Driver(self)

@@ -23,6 +23,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from shared.engine.errors import UpstreamError
 from shared.engine.fills import FillDetached, FillHead, FillReader
+from shared.engine.outcome import Outcome, cache_status_member
 from shared.engine.upstream import UpstreamResponse
 from shared.http import (
     RangeKind,
@@ -57,6 +58,30 @@ class Responder:
         self.via = f"1.1 {name}"
         self.extra: dict[str, str] = {}  # fields a tier adds to every response (edge: CORS)
         self._sent = metrics.response_bytes.counts  # by source; plain ints
+
+    def hit(self, request: web.Request, obj: CachedObject, age: float) -> web.Response:
+        """A fresh hit of a body in memory. Its headers are built once per (Age, ttl)
+        second and shared (``CachedObject.hit_headers``): a plain GET (no Range, no
+        conditional) takes them as they are; anything else goes through ``from_store``."""
+        a, ttl = int(age), int(obj.lifetime - age)
+        built = obj.hit_headers
+        if built is None or built[0] != a or built[1] != ttl:
+            member = cache_status_member(self.name, Outcome.HIT, ttl=obj.lifetime - age)
+            headers = self._stored_headers(obj, CIMultiDict(obj.prepared), member, age)
+            built = obj.hit_headers = (a, ttl, member, CIMultiDictProxy(headers))
+        req_h = request.headers
+        if (
+            obj.status != 200
+            or request.method != "GET"
+            or "Range" in req_h
+            or "If-None-Match" in req_h
+            or "If-Modified-Since" in req_h
+        ):  # what ``_plan`` reads: it answers those
+            return self.from_store(request, obj, age, built[2])
+        body = obj.body
+        assert isinstance(body, bytes)
+        self._sent["cache"] += len(body)
+        return web.Response(body=body, headers=built[3])  # one C copy of the headers
 
     def from_store(
         self, request: web.Request, obj: CachedObject, age: float, member: str

@@ -41,7 +41,7 @@ __all__ = ["LIVE", "apply", "diff", "reload", "reload_with"]
 log = logging.getLogger(__name__)
 S = TypeVar("S")
 
-_STORE = ("cache_bytes", "disk_bytes", "admission", "max_object_bytes")
+_STORE = ("cache_bytes", "disk_bytes", "admission", "max_object_bytes", "disk_max_object_bytes")
 _SHEDDING = ("max_requests", "max_fills")
 _BUDGET = ("origin_rate", "origin_burst", "origin_concurrency", "origin_wait")
 _BREAKER = ("breaker_min_requests", "breaker_error_rate", "breaker_window", "breaker_cooldown")
@@ -81,9 +81,10 @@ def apply(node: Node, new: CacheSettings) -> list[str]:
     s, live, changes = diff(node.settings, new, LIVE)  # s: what the node will run
     if live & set(_STORE):
         node.store.reconfigure(memory=s.cache_bytes, disk=s.disk_bytes, policy=s.admission)
-        node.fetcher.max_object_bytes = s.max_object_bytes  # read per chunk by fills
+        node.fetcher.max_object_bytes = s.stored_object_bytes  # read per chunk by fills
         if isinstance(node.store, TieredStore):
             node.store.promote_limit = s.max_object_bytes
+            node.store.disk_limit = s.disk_max_object_bytes
     if live & set(_SHEDDING):
         node.shedder.resize(s.max_requests, s.max_fills)
     if live & set(_BUDGET):

@@ -358,7 +358,12 @@ class CacheSettings(ServiceSettings):
     event_loop: str = option(
         "auto", "uvloop, asyncio, or auto: asyncio with a disk tier (it has loop.sendfile)"
     )
-    max_object_bytes: int = size_field("32MiB", "objects larger than this stream through uncached")
+    max_object_bytes: int = size_field(
+        "32MiB", "objects larger than this are not kept in memory (at most --cache-bytes)"
+    )
+    disk_max_object_bytes: int = size_field(
+        "32MiB", "objects larger than this are not stored on the disk tier (at most --disk-bytes)"
+    )
     connect_timeout: float = duration_field("2s", "upstream connect timeout")
     read_timeout: float = duration_field("10s", "upstream read timeout (between bytes)")
     upstream_connections: int = option(256, "max pooled connections per upstream")
@@ -411,6 +416,8 @@ class CacheSettings(ServiceSettings):
                 raise ValueError(f"--upstream must be an http(s) URL, got {url!r}")
         if self.max_object_bytes > self.cache_bytes:
             object.__setattr__(self, "max_object_bytes", self.cache_bytes)
+        if self.disk_max_object_bytes > self.disk_bytes:  # not the memory budget: its own
+            object.__setattr__(self, "disk_max_object_bytes", self.disk_bytes)
         if self.event_loop not in ("auto", "uvloop", "asyncio"):
             raise ValueError(f"--event-loop must be auto, uvloop or asyncio: {self.event_loop!r}")
         if self.admission not in ("tinylfu", "lru"):
@@ -430,6 +437,12 @@ class CacheSettings(ServiceSettings):
         if name and (not _FIELD_NAME.fullmatch(name) or name.lower() == "cache-control"):
             raise ValueError(f"--targeted-cache-control must be a field name: {name!r}")
         self.negative_ttls()  # raises on a bad entry
+
+    @property
+    def stored_object_bytes(self) -> int:
+        """The largest object any tier stores (a fill keeps at most this many bytes)."""
+        disk = self.disk_max_object_bytes if self.disk_path else 0
+        return max(self.max_object_bytes, disk)
 
     def negative_ttls(self) -> dict[int, float]:
         """``--negative-ttl`` as {status: seconds}; entries are ``STATUS=DURATION``."""

@@ -56,6 +56,11 @@ class CachedObject:
     prepared: CIMultiDictProxy[str] = dataclasses.field(init=False)
     upstream_status: str = dataclasses.field(init=False)  # upstream Cache-Status, or ""
     upstream_via: str = dataclasses.field(init=False)
+    # A node's whole hit headers for one (int Age, int ttl), remade when either ticks:
+    # built on the first hit of each second, shared by every hit in it [single event loop]
+    hit_headers: tuple[int, int, str, CIMultiDictProxy[str]] | None = dataclasses.field(
+        init=False, default=None
+    )
 
     def __post_init__(self) -> None:
         self.policy = self.headers if self.policy_headers is None else self.policy_headers

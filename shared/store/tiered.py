@@ -25,15 +25,26 @@ class TieredStore:
     """``memory`` over ``disk``: the Store interface, both budgets.
 
     ``spawn(coro, name)`` runs a promotion in the background (the node's task
-    group); objects over ``promote_limit`` bytes stay on disk."""
+    group); objects over ``promote_limit`` bytes stay on disk, those over
+    ``disk_limit`` stay off it (each tier's largest object is its own setting). A
+    disk hit is read into memory only when memory could take it: never for a
+    promotion memory would refuse anyway."""
 
     def __init__(
-        self, memory: MemoryStore, disk: DiskStore, *, spawn: Spawn, promote_limit: int
+        self,
+        memory: MemoryStore,
+        disk: DiskStore,
+        *,
+        spawn: Spawn,
+        promote_limit: int,
+        disk_limit: int | None = None,
     ) -> None:
         self.memory = memory
         self._disk = disk
         self._spawn = spawn
-        self.promote_limit = promote_limit
+        self.promote_limit = promote_limit  # the memory tier's largest object
+        self.disk_limit = disk.capacity if disk_limit is None else disk_limit
+        self.promotions = 0  # disk bodies read into memory [single event loop]
         self._promoting: set[str] = set()  # keys being read into memory [single event loop]
 
     @property
@@ -49,8 +60,9 @@ class TieredStore:
 
     def put(self, obj: CachedObject, *, same_body_as: CachedObject | None = None) -> bool:
         """Store in both tiers (memory only takes bodies in memory); True if either took it."""
-        in_memory = isinstance(obj.body, bytes) and self.memory.put(obj)
-        on_disk = self._disk.put(obj, same_body_as=same_body_as)
+        small = obj.length <= self.promote_limit
+        in_memory = small and isinstance(obj.body, bytes) and self.memory.put(obj)
+        on_disk = obj.length <= self.disk_limit and self._disk.put(obj, same_body_as=same_body_as)
         return in_memory or on_disk
 
     def reconfigure(self, *, memory: int, disk: int, policy: str) -> None:
@@ -83,6 +95,8 @@ class TieredStore:
         """Read a disk hit into the memory tier, once, in the background."""
         if not isinstance(obj.body, FileBody) or obj.length > self.promote_limit:
             return
+        if obj.size > self.memory.largest:  # memory would refuse it: don't read it
+            return
         if obj.key in self._promoting:
             return
         self._promoting.add(obj.key)
@@ -90,6 +104,7 @@ class TieredStore:
 
     async def _promote(self, obj: CachedObject) -> None:
         try:
+            self.promotions += 1
             body = await self._disk.read_body(obj)
             if body is not None:
                 self.memory.put(obj.with_body(body))
