@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -48,6 +49,7 @@ RequestHook = Callable[[str, web.Request], None]  # (cache key, request), before
 Preflight = Callable[[web.Request], web.StreamResponse | None]  # an OPTIONS answered here
 _MAX_TITLES = 4096
 _NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+_FRONT_METHODS = ("GET", "HEAD")
 
 
 class Node:
@@ -237,4 +239,53 @@ def make_app(settings: CacheSettings, *, clock: Callable[[], float] = time.time)
     app[NODE] = node
     app.router.add_route("*", "/{tail:.*}", node.driver.handle)
     app.cleanup_ctx.append(node.lifecycle)
+    setattr(app, "_handle", _Front(app, node.driver.handle))  # noqa: B010 (a method)
     return app
+
+
+class _Front:
+    """The app's request handler with a way around it: a GET or HEAD only the node's
+    catch-all route takes goes straight to the driver, with the match the router gave
+    the first such request (its ``on_response_prepare`` signals still fire), skipping
+    the router on every hit. Anything else (other routes, other methods, ``Expect``)
+    and any app with middlewares go through the application as usual.
+
+    aiohttp's ``Server`` calls ``Application._handle`` for every request; this object
+    stands in for that bound method (``tests/functional/test_hit_path.py`` pins it)."""
+
+    def __init__(self, app: web.Application, handle: Callable[..., Any]) -> None:
+        self.app, self.handle = app, handle
+        self.through_app = app._handle  # the bound method this stands in for
+        self.match: web.UrlMappingMatchInfo | None = None  # the catch-all's, once seen
+        self.others: frozenset[str] | None = None  # paths of other routes (plain only)
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        match = self.match
+        if (
+            match is not None
+            and request.method in _FRONT_METHODS
+            and request.path not in self.others  # type: ignore[operator]
+            and "Expect" not in request.headers
+        ):
+            request._match_info = match
+            return await self.handle(request)  # type: ignore[no-any-return]
+        response = await self.through_app(request)
+        if match is None and request.method in _FRONT_METHODS:
+            self._learn(request)
+        return response
+
+    def _learn(self, request: web.Request) -> None:
+        """After a GET/HEAD went through the app: may the next ones go around it?"""
+        info = request.match_info
+        if self.app.middlewares or not isinstance(info, web.UrlMappingMatchInfo):
+            return
+        if getattr(info.handler, "__self__", None) is not getattr(self.handle, "__self__", 0):
+            return  # another route's
+        others = set()
+        for resource in self.app.router.resources():
+            if resource is info.route.resource:
+                continue
+            if not isinstance(resource, web.PlainResource):
+                return  # a dynamic route beside the catch-all: always ask the router
+            others.add(resource.canonical)
+        self.others, self.match = frozenset(others), info

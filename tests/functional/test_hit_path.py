@@ -50,6 +50,7 @@ async def test_hit_path_headers_age_grows_ttl_falls(upstream_app, start_node, ht
     assert all(age + ttl in (99, 100) for age, ttl in zip((0, 0, 7, 37), ttls, strict=True))
     assert ttls[0] == ttls[1] > ttls[2] > ttls[3]
     assert {s[2] for s in seen} == {date}
+    assert edge.app._handle.match is not None  # hits went around the router
     stored = edge.app[NODE].store.peek("/seg.m4s")[0]
     assert stored.hit_headers is not None and stored.hit_headers[:2] == (37, ttls[3])
 
