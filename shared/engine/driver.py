@@ -107,7 +107,11 @@ class Driver:
         req_h = request.headers
         variants = self.store.lookup(url)  # the one access the admission policy counts
         vary = self.fetcher.vary_of(url, req_h, variants)
-        stored = next((v for v in variants if v.vary_key == vary), None)
+        stored = None
+        for variant in variants:  # usually one, with no Vary
+            if variant.vary_key == vary:
+                stored = variant
+                break
         if stored is not None and "Authorization" in req_h:
             stored = stored if serve_to_authorized(stored.headers) else None  # RFC 9111 §3.5
         if stored is not None and isinstance(stored.body, bytes):
