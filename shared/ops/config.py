@@ -120,7 +120,7 @@ def _check_tier(tier: str, where: str, table: dict[str, Any]) -> None:
 def _tier(tier: str) -> tuple[type[Any], dict[str, Any]]:
     """The tier's settings class and the defaults its ``__main__`` passes."""
     if tier == _UP:
-        from shared.ops.cli import UpSettings  # cli imports this module
+        from shared.ops.up import UpSettings  # up imports this module
 
         return UpSettings, {}
     if tier == "edge":

@@ -14,6 +14,13 @@ Invariants:
   has not stopped after ``stop_seconds`` (a node stops accepting on SIGTERM
   and lets in-flight responses finish: ``shared.service.run.serve``).
 - ``respawn`` starts a dead tier again with the same command line.
+- With ``handoff`` (``tiercdn up``), the supervisor binds each tier's two
+  listening sockets itself and hands them to the tier
+  (``shared.service.handoff``). ``replace`` is the graceful restart: a new
+  process on the same sockets, then the old one drains; nothing waiting in the
+  accept queue is lost. A tier that dies has its sockets closed at once
+  (``release``: clients are refused, the edge's fallback takes over, instead of
+  waiting in a queue nobody reads); ``respawn`` binds them again.
 - A tier writing to a log file (never an unread pipe, which would block a
   chatty child) has its log tail quoted when it dies or never becomes healthy.
 """
@@ -22,6 +29,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import select
 import signal
 import socket
 import subprocess
@@ -32,6 +41,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from shared.service.handoff import LISTEN_FDS_ENV, READY_FD_ENV, listen_fds
 
 __all__ = [
     "HOST",
@@ -96,6 +107,7 @@ class Tier:
     proc: subprocess.Popen[bytes]
     log_path: Path | None  # None: the tier writes to our own stdout/stderr
     argv: list[str] = dataclasses.field(default_factory=list)  # for respawn
+    socks: list[socket.socket] = dataclasses.field(default_factory=list)  # handed over
 
     @property
     def url(self) -> str:
@@ -128,6 +140,7 @@ class Topology:
 
     def __init__(self) -> None:
         self.tiers: dict[str, Tier] = {}  # in start order
+        self.handoff = False  # bind listening sockets here and hand them over
         self.exit_codes: dict[str, int | None] = {}  # filled in by stop()
 
     @property
@@ -156,6 +169,7 @@ class Topology:
         tier_args: dict[str, tuple[str, ...]] | None = None,
         cache_dir: Path | None = None,
         ready_seconds: float = 30.0,
+        handoff: bool = False,
     ) -> Topology:
         """Start every tier on ``ports[tier] = (port, admin_port)`` and wait until each
         is healthy; if that fails, the tiers already started are stopped.
@@ -164,8 +178,10 @@ class Topology:
         (e.g. ``{"origin": ("--fault-delay", "200ms")}``); a budget of None passes no
         ``--cache-bytes`` (the tier's ``--config`` file or default decides). The
         regional keeps its disk tier in ``cache_dir/regional-1`` (default: its own
-        default, ``./cache``)."""
+        default, ``./cache``). With ``handoff`` the listening sockets are bound here
+        and handed to the tiers (an ``OSError`` if one cannot be bound)."""
         top = cls()
+        top.handoff = handoff
         common = ["--host", host, *extra_args]
         own = tier_args or {}
         try:
@@ -229,16 +245,59 @@ class Topology:
         port, admin_port = ports
         argv = [sys.executable, "-m", *args, "--port", str(port), "--admin-port", str(admin_port)]
         log_path = None if log_dir is None else log_dir / f"{name}.log"
-        proc = _popen(argv, log_path, "wb")
-        self.tiers[name] = Tier(name, host, port, admin_port, proc, log_path, argv)
+        socks = _bind(host, (port, admin_port)) if self.handoff else []
+        try:
+            proc = _start(argv, log_path, "wb", host, socks)
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
+        self.tiers[name] = Tier(name, host, port, admin_port, proc, log_path, argv, socks)
 
     def respawn(self, name: str) -> Tier:
         """Start the (dead) tier ``name`` again with the same command line; its log
-        file, if any, is appended to."""
+        file, if any, is appended to. With ``handoff`` its sockets are bound again
+        (``OSError`` if a port was taken meanwhile)."""
         tier = self.tiers[name]
         assert tier.proc.poll() is not None, f"{name} is still running"
-        tier.proc = _popen(tier.argv, tier.log_path, "ab")
+        if self.handoff and not tier.socks:
+            tier.socks = _bind(tier.host, (tier.port, tier.admin_port))
+        tier.proc = _start(tier.argv, tier.log_path, "ab", tier.host, tier.socks)
         return tier
+
+    def release(self, name: str) -> None:
+        """Close the sockets held for ``name`` (dead: connect attempts are refused at
+        once rather than queued for nobody)."""
+        tier = self.tiers[name]
+        for sock in tier.socks:
+            sock.close()
+        tier.socks = []
+
+    def replace(self, name: str, ready_seconds: float) -> subprocess.Popen[bytes] | None:
+        """Graceful restart of ``name`` (``handoff`` only): start a new process on the
+        same sockets (and the same command line: its ``--config`` file has changed),
+        wait until it says it serves, then SIGTERM the old one, which stops accepting
+        and drains. The old process is returned (the caller waits for it); None if
+        the new one did not come up, which is then killed: the old one serves on."""
+        tier = self.tiers[name]
+        assert tier.socks, "replace needs handoff sockets"
+        read_end, write_end = os.pipe()
+        try:
+            new = _start(tier.argv, tier.log_path, "ab", tier.host, tier.socks, write_end)
+        finally:
+            os.close(write_end)
+        try:
+            ok = _wait_ready(read_end, new, ready_seconds)
+        finally:
+            os.close(read_end)
+        if not ok:
+            new.kill()
+            new.wait()
+            return None
+        old, tier.proc = tier.proc, new
+        if old.poll() is None:
+            old.send_signal(signal.SIGTERM)
+        return old
 
     def wait_healthy(self, deadline: float) -> None:
         """Poll each tier's ``/healthz`` until it answers 200, or raise ``TopologyError``."""
@@ -280,13 +339,21 @@ class Topology:
             tier.proc.kill()
             tier.proc.wait()
         self.exit_codes[name] = tier.proc.returncode
+        self.release(name)
         return drained
 
     def __repr__(self) -> str:
         return f"<Topology {list(self.tiers.values())!r}>"
 
 
-def _popen(argv: list[str], log_path: Path | None, mode: str) -> subprocess.Popen[bytes]:
+def _popen(
+    argv: list[str],
+    log_path: Path | None,
+    mode: str,
+    *,
+    env: dict[str, str] | None = None,
+    pass_fds: list[int] | None = None,
+) -> subprocess.Popen[bytes]:
     with contextlib.ExitStack() as stack:  # the child keeps its own copy of the descriptor
         out = stack.enter_context(log_path.open(mode)) if log_path else None
         return subprocess.Popen(
@@ -295,4 +362,57 @@ def _popen(argv: list[str], log_path: Path | None, mode: str) -> subprocess.Pope
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
             start_new_session=True,  # a terminal's Ctrl-C reaches us only: we stop tiers in order
+            env=env,
+            pass_fds=pass_fds or (),
         )
+
+
+def _start(
+    argv: list[str],
+    log_path: Path | None,
+    mode: str,
+    host: str,
+    socks: list[socket.socket],
+    ready_fd: int | None = None,
+) -> subprocess.Popen[bytes]:
+    """A tier process, handed ``socks`` (bound on ``host``) and ``ready_fd``, if any."""
+    env, fds = dict(os.environ), [sock.fileno() for sock in socks]
+    env.pop(LISTEN_FDS_ENV, None)
+    env.pop(READY_FD_ENV, None)
+    if socks:
+        env[LISTEN_FDS_ENV] = listen_fds({(host, s.getsockname()[1]): s.fileno() for s in socks})
+    if ready_fd is not None:
+        env[READY_FD_ENV] = str(ready_fd)
+        fds.append(ready_fd)
+    return _popen(argv, log_path, mode, env=env, pass_fds=fds)
+
+
+def _bind(host: str, ports: tuple[int, ...]) -> list[socket.socket]:
+    """Listening sockets on ``host:port`` for each port, as a node binds them (an
+    ``OSError`` for a busy port, the ones already bound closed)."""
+    socks: list[socket.socket] = []
+    try:
+        for port in ports:
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(4096)  # a node's backlog (shared.service.listener)
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def _wait_ready(fd: int, proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Until ``seconds`` pass: True when ``ready`` arrives on ``fd``, False if ``proc``
+    exits or closes the pipe without saying it."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([fd], [], [], min(left, _POLL_SECONDS * 4))
+        if readable:
+            return os.read(fd, 64).startswith(b"ready")
+        if proc.poll() is not None:
+            return False
+    return False

@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from shared.service.connection import Connection, ConnectionLimits, ConnectionStats, Refusal
+from shared.service.handoff import inherited
 
 __all__ = ["Listener", "ListenerCollector"]
 
@@ -73,9 +74,13 @@ class Listener:
         loop = asyncio.get_running_loop()
         # A flash crowd opens thousands of connections at once: a deep accept queue
         # (the kernel caps it at net.core.somaxconn) instead of SYN retries.
-        self._server = await loop.create_server(
-            self._protocol, self.host, self._port, backlog=self.backlog, reuse_address=True
-        )
+        sock = inherited(self.host, self._port)  # handed over by tiercdn up: serve it
+        if sock is not None:
+            self._server = await loop.create_server(self._protocol, sock=sock, backlog=self.backlog)
+        else:
+            self._server = await loop.create_server(
+                self._protocol, self.host, self._port, backlog=self.backlog, reuse_address=True
+            )
         if hasattr(socket, "TCP_USER_TIMEOUT"):
             # Linux aborts a connection whose sent bytes stay unacknowledged (or whose
             # client keeps its window shut) this long, whoever wrote them: sendfile

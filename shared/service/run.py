@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from shared.service import handoff
 from shared.service.accesslog import (
     ACCESS,
     AccessLogger,
@@ -192,6 +193,7 @@ async def serve(
     )
     try:
         log.info("listening on %s", ", ".join(f"{x.host}:{x.port}" for x in listeners))
+        handoff.ready()  # a supervisor waiting for this process (a graceful restart)
         if ready_message and _READY.handlers:
             _READY.info(ready_message)
         elif ready_message:  # logging not configured: a plain line

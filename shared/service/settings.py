@@ -29,6 +29,7 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn, TypeVar
 
+from shared.service.handoff import SUPERVISOR_ENV
 from shared.service.units import format_size, parse_duration, parse_size
 
 __all__ = [
@@ -280,7 +281,7 @@ def _warn_unknown_env(cls: type[Any], env: Mapping[str, str]) -> None:
     if not issubclass(cls, ServiceSettings):
         return
     own = [env_name(f.name) for f in dataclasses.fields(cls)]
-    known = {CONFIG_ENV, *own, *(env_name(n) for n in _known_fields())}
+    known = {CONFIG_ENV, *SUPERVISOR_ENV, *own, *(env_name(n) for n in _known_fields())}
     for name in sorted(env):
         if name.startswith(ENV_PREFIX) and name not in known:
             close = difflib.get_close_matches(name, own, n=1)

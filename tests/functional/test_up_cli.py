@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -165,6 +166,28 @@ async def healthy(http: aiohttp.ClientSession, url: str) -> bool:
         return False
 
 
+@contextlib.asynccontextmanager
+async def running_up(argv: list[str], err_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``tiercdn up`` started with ``argv`` (stderr to ``err_path``), up to its ready
+    banner; killed at the end, with every tier it started (own sessions)."""
+    with err_path.open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.PIPE, stderr=err)
+    seen: set[int] = set()
+    try:
+        async with asyncio.timeout(30):
+            await read_until(proc, "Ctrl-C")
+        seen.update(child_pids(proc.pid).values())
+        yield proc
+    finally:
+        if proc.returncode is None:
+            seen.update(child_pids(proc.pid).values())
+            proc.kill()
+        for pid in seen:  # before waiting: tiers hold up's stdout pipe open, and
+            with contextlib.suppress(ProcessLookupError):  # 3.11's wait() waits for it
+                os.kill(pid, signal.SIGKILL)
+        await proc.wait()
+
+
 def test_up_refuses_a_busy_port_and_starts_nothing(sample_library, tmp_path):
     """A taken admin port: exit 1, one line naming it, no tier started, no sample made."""
     ports, offset = ports_with_admin()
@@ -204,15 +227,8 @@ async def test_up_restarts_a_killed_regional_and_stops_in_order(sample_library, 
     segment through its fallback (0 failures); SIGTERM then stops edge, regional, origin."""
     ports, offset = ports_with_admin()
     edge, regional = ports[0], ports[1]
-    with (tmp_path / "up.err").open("wb") as err:
-        proc = await asyncio.create_subprocess_exec(
-            *up_argv(sample_library, ports, offset, tmp_path, "--drain-timeout", "5s"),
-            stdout=subprocess.PIPE, stderr=err,
-        )  # fmt: skip
-    tiers: dict[str, int] = {}
-    try:
-        async with asyncio.timeout(30):
-            await read_until(proc, "Ctrl-C")
+    argv = up_argv(sample_library, ports, offset, tmp_path, "--drain-timeout", "5s")
+    async with running_up(argv, tmp_path / "up.err") as proc:
         tiers = child_pids(proc.pid)
         assert set(tiers) == {"origin", "regional", "edge"}
         os.kill(tiers["regional"], signal.SIGKILL)
@@ -244,13 +260,6 @@ async def test_up_restarts_a_killed_regional_and_stops_in_order(sample_library, 
         done = [out.index(f"{t} stopped") for t in ("edge", "regional", "origin")]
         assert order[0] < done[0] < order[1] < done[1] < order[2] < done[2], out
         assert "restarts: {'regional': 1}" in out
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        for pid in tiers.values():  # tiers run in their own sessions: not killed with `up`
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
     assert all(is_free(p) for p in ports)
 
 
@@ -310,15 +319,8 @@ async def test_up_config_sections_and_reload(sample_library, http, tmp_path):
     config.write_text('[edge]\ncache-bytes = "64MiB"\n\n[up]\ndrain-timeout = "3s"\n')
     reload_argv = [sys.executable, "-m", "shared.ops.cli", "reload"]
     reload_argv += ["--cache-dir", str(tmp_path / "cache")]
-    with (tmp_path / "up.err").open("wb") as err:
-        proc = await asyncio.create_subprocess_exec(
-            *up_argv(sample_library, ports, offset, tmp_path, "--config", str(config)),
-            stdout=subprocess.PIPE, stderr=err,
-        )  # fmt: skip
-    tiers: dict[str, int] = {}
-    try:
-        async with asyncio.timeout(30):
-            await read_until(proc, "Ctrl-C")
+    argv = up_argv(sample_library, ports, offset, tmp_path, "--config", str(config))
+    async with running_up(argv, tmp_path / "up.err") as proc:
         tiers = child_pids(proc.pid)
         async with http.get(edge_admin + "/stats") as r:
             assert (await r.json())["capacity_bytes"] == 64 * 2**20
@@ -330,33 +332,138 @@ async def test_up_config_sections_and_reload(sample_library, http, tmp_path):
         assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
         assert "cache-bytes" in bad.stderr and "max-requests" not in edge_file.read_text()
 
-        config.write_text('[edge]\ncache-bytes = "64MiB"\nmax-requests = 77\n')
+        origin_section = '[origin]\nmanifest-max-age = "7s"\n'
+        config.write_text('[edge]\ncache-bytes = "64MiB"\nmax-requests = 77\n' + origin_section)
         good = await asyncio.to_thread(run_cli, reload_argv)
         assert good.returncode == 0, good.stderr
         async with asyncio.timeout(10):
-            assert "SIGHUP sent to every tier" in await read_until(proc, "reload:")
-            assert "max-requests = 77" in edge_file.read_text()
-            for _ in range(200):  # reloaded in place, or (no SIGHUP support) restarted
-                if await healthy(http, edge_admin + "/healthz"):
-                    break
+            taken = await read_until(proc, "reload:")
+            assert "edge SIGHUP" in taken and "origin SIGHUP" in taken, taken
+            origin_mpd = f"http://127.0.0.1:{ports[2]}/sample/manifest.mpd"
+            for _ in range(200):  # the origin applies its new max-age in place
+                async with http.get(origin_mpd) as r:
+                    if "max-age=7" in r.headers["Cache-Control"]:
+                        break
                 await asyncio.sleep(0.05)
             else:
-                raise AssertionError("the edge stopped answering after the reload")
+                raise AssertionError("the origin kept its old manifest max-age")
+            assert "max-requests = 77" in edge_file.read_text()
             for _ in range(200):  # the edge logs what its reload changed
                 if "edge-1 reloaded: --max-requests" in (tmp_path / "up.err").read_text():
                     break
                 await asyncio.sleep(0.05)
             else:
                 raise AssertionError("the edge logged no reload")
-        assert child_pids(proc.pid)["edge"] == tiers["edge"]  # reloaded in place
+            assert await healthy(http, edge_admin + "/healthz")
+        assert child_pids(proc.pid) == tiers  # every tier reloaded in place
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
             assert await proc.wait() == 0
         assert not (tmp_path / "cache" / "up.pid").exists() and not edge_file.exists()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        for pid in child_pids(proc.pid).values() if proc.returncode is None else tiers.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+
+
+async def test_up_reload_restarts_a_tier_gracefully_under_load(sample_library, tmp_path):
+    """A reload that changes a listener setting (--max-connections) starts a new edge on
+    the same sockets and drains the old one: under steady load (a new connection per
+    request) nothing fails, and a miss in flight on the old edge completes whole."""
+    ports, offset = ports_with_admin()
+    base = f"http://127.0.0.1:{ports[0]}/sample/"
+    config = tmp_path / "cdn.toml"
+    head = '[up]\ndrain-timeout = "10s"\n\n[origin]\nfault-delay = "1500ms"\n\n[edge]\n'
+    config.write_text(head + "max-connections = 5000\n")
+    reload_argv = [sys.executable, "-m", "shared.ops.cli", "reload"]
+    reload_argv += ["--cache-dir", str(tmp_path / "cache")]
+    segments = sorted((sample_library / "sample").glob("*.m4s"))
+    warm, cold = segments[:3], segments[-1]
+    argv = up_argv(sample_library, ports, offset, tmp_path, "--config", str(config))
+    connector = aiohttp.TCPConnector(force_close=True)  # every request a new connection
+    async with (
+        running_up(argv, tmp_path / "up.err") as proc,
+        aiohttp.ClientSession(connector=connector) as http,
+    ):
+        old_edge = child_pids(proc.pid)["edge"]
+        bodies = {path: path.read_bytes() for path in (*warm, cold)}
+
+        async def fetch(path: Path) -> bool:
+            async with http.get(base + path.name) as r:
+                return r.status == 200 and await r.read() == bodies[path]
+
+        async with asyncio.timeout(10):  # each a miss down to the slow origin, once
+            assert all(await asyncio.gather(*map(fetch, warm)))
+        in_flight = asyncio.create_task(fetch(cold))  # held ≥ 1.5 s at the origin
+        stop, outcomes = asyncio.Event(), list[bool]()
+
+        async def steady(worker: int) -> None:
+            while not stop.is_set():
+                try:
+                    outcomes.append(await fetch(warm[worker % len(warm)]))
+                except aiohttp.ClientError:
+                    outcomes.append(False)
+
+        load = [asyncio.create_task(steady(w)) for w in range(4)]
+        try:
+            await asyncio.sleep(0.3)
+            config.write_text(head + "max-connections = 6000\n")
+            result = await asyncio.to_thread(run_cli, reload_argv)
+            assert result.returncode == 0, result.stderr
+            async with asyncio.timeout(40):
+                out = await read_until(proc, f"reload: {config} taken")
+                assert "edge: --max-connections need a new process" in out
+                assert "edge restarted" in out and "nothing" not in out
+                out = await read_until(proc, "drained and stopped")
+                assert f"old edge (pid {old_edge})" in out
+                assert await in_flight, "the miss in flight on the old edge was cut"
+                await asyncio.sleep(0.5)  # load on the new edge alone
+        finally:
+            stop.set()
+            await asyncio.gather(*load, in_flight, return_exceptions=True)
+        new_edge = child_pids(proc.pid)["edge"]
+        assert new_edge != old_edge
+        assert outcomes.count(False) == 0 and len(outcomes) > 20, len(outcomes)
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            assert await proc.wait() == 0
+    assert all(is_free(p) for p in ports)
+
+
+def lines_of(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+async def test_up_access_log_file_has_every_tier_and_reopens_on_sigusr1(
+    sample_library, http, tmp_path
+):
+    """`up --access-log-file`: each tier's lines, named, in one file; after logrotate's
+    move, SIGUSR1 to up makes every tier start a new file at the path."""
+    ports, offset = ports_with_admin()
+    log, rotated = tmp_path / "access.log", tmp_path / "access.log.1"
+    argv = up_argv(sample_library, ports, offset, tmp_path, "--access-log-file", str(log))
+    base = f"http://127.0.0.1:{ports[0]}/sample/"
+
+    async def lines_naming(path: Path, *names: str) -> list[str]:
+        for _ in range(200):  # each tier writes its line once its response is sent
+            lines = lines_of(path)
+            if all(any(name in line for line in lines) for name in names):
+                return lines
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{path} lacks a line of {names}")
+
+    async with running_up(argv, tmp_path / "up.err") as proc:
+        async with http.get(base + "manifest.mpd") as r:
+            assert r.status == 200
+        before = await lines_naming(log, "edge-1", "regional-1", "origin")
+        assert sum("/sample/manifest.mpd" in line for line in before) == 3, before
+        log.rename(rotated)
+        proc.send_signal(signal.SIGUSR1)
+        for _ in range(200):  # every tier has reopened once the file holds all three
+            for port in ports:  # each tier asked itself: a line from each
+                async with http.get(f"http://127.0.0.1:{port}/sample/manifest.mpd") as r:
+                    assert r.status == 200
+            after = lines_of(log)
+            if all(any(n in line for line in after) for n in ("edge-1", "regional-1", "origin")):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("a tier kept writing to the moved file")
+        assert rotated.read_text().splitlines()[: len(before)] == before
+        assert "Traceback" not in (tmp_path / "up.err").read_text()

@@ -9,7 +9,7 @@ import pytest
 
 from edge.settings import EdgeSettings
 from origin.settings import OriginSettings
-from shared.ops.cli import UpSettings
+from shared.ops.up import UpSettings
 from shared.service.settings import CacheSettings, env_name
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
