@@ -91,7 +91,11 @@ def admin_address(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[str,
     host = setting("admin_host") or ""
     if host in EVERY_INTERFACE:
         host = "127.0.0.1"
-    return host, DEFAULT_ADMIN_PORT[program] if port is None else int(port)
+    if port is None:
+        return host, DEFAULT_ADMIN_PORT[program]
+    if not port.strip().isdigit():
+        raise ValueError(f"admin port {port!r} is not a number")
+    return host, int(port)
 
 
 def _environ(raw: bytes) -> dict[str, str]:
@@ -139,8 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     failures = 0
     for pid, node, environ in found:
-        host, port = admin_address(node, environ)
-        problem = _probe(host, port, args.timeout)
+        try:
+            host, port = admin_address(node, environ)
+        except ValueError as exc:  # the node itself refuses it at start
+            problem: str | None = str(exc)
+        else:
+            problem = _probe(host, port, args.timeout)
         if problem is not None:
             failures += 1
             print(f"unhealthy: {node[0]} (pid {pid}): {problem}", file=sys.stderr)

@@ -1,7 +1,7 @@
-"""docker-compose.yml, the Dockerfile and docker/ checked without a container engine.
+"""docker-compose.yml, the Dockerfile, docker/ and the lock files checked without an engine.
 
-No Docker here or in CI, so the compose file is checked against the code it
-runs instead of being run:
+CI has no Docker engine (scripts/compose-smoke runs the stack for real where
+there is one), so the compose file is checked against the code it runs:
 
 - each tiercdn service's command is split the way compose and ``sh -c`` split
   it; every ``tiercdn-*`` invocation in it must be a console script of
@@ -14,14 +14,21 @@ runs instead of being run:
   Prometheus targets, Grafana's data source;
 - the dashboard's queries name only metrics that nodes configured from the
   compose file export on their real admin listeners (``/metrics``), and the
-  compose healthcheck command is run against a real admin listener.
+  image's healthcheck (docker/healthcheck.py) finds, in a /proc tree, the
+  admin port the real settings give each node and probes a real listener;
+- the Dockerfile's example commands parse with the real CLIs, its base image
+  is a pinned ``BASE_IMAGE`` argument, and it installs requirements/runtime.lock;
+- requirements/*.lock pin every dependency pyproject.toml names, at versions
+  its specifiers allow, so a stale lock fails here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fnmatch
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -34,6 +41,9 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from prometheus_client.parser import text_string_to_metric_families
 
 import origin.__main__ as origin_cli
@@ -57,6 +67,19 @@ SCRIPTS: dict[str, str] = tomllib.loads((REPO / "pyproject.toml").read_text())["
 PROMETHEUS = yaml.safe_load((REPO / "docker/prometheus.yml").read_text())
 PROVISIONING = REPO / "docker/grafana/provisioning"
 DASHBOARD = json.loads((REPO / "docker/grafana/dashboards/tiercdn.json").read_text())
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+HEALTHCHECK_PATH = "/usr/local/lib/tiercdn/healthcheck.py"
+
+
+def _load_healthcheck() -> Any:
+    spec = importlib.util.spec_from_file_location("healthcheck", REPO / "docker/healthcheck.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+healthcheck = _load_healthcheck()
 
 
 # --- reading the compose file -------------------------------------------------
@@ -81,7 +104,11 @@ def invocations(service: str) -> list[list[str]]:
     A string command is split like a shell line (as compose does); ``sh -c
     SCRIPT`` is split into simple commands at ``;``, ``||``, ``&&`` and ``|``.
     """
-    command = SERVICES[service]["command"]
+    return split_command(SERVICES[service]["command"])
+
+
+def split_command(command: str | list[str]) -> list[list[str]]:
+    """The ``tiercdn*`` simple commands of a command line (a string or an argv)."""
     argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
     if argv[:2] != ["sh", "-c"]:
         return [argv]
@@ -165,7 +192,7 @@ def test_compose_runs_the_cdn_and_its_monitoring():
     """The services are the three tiers (two edges) plus Prometheus and Grafana, one image."""
     assert set(SERVICES) == {*TIERCDN, "prometheus", "grafana"}
     assert {SERVICES[s]["image"] for s in TIERCDN} == {SERVICES["origin"]["image"]}
-    assert all(SERVICES[s]["build"] == "." for s in TIERCDN)
+    assert all(SERVICES[s]["build"]["context"] == "." for s in TIERCDN)
 
 
 @pytest.mark.parametrize("service", TIERCDN)
@@ -253,12 +280,17 @@ def test_compose_volumes_are_defined():
 
 
 @pytest.mark.parametrize("service", TIERCDN)
-def test_compose_healthchecks_probe_the_admin_port(service):
-    """Each tier is checked on its admin /healthz, on the port its settings listen on."""
+def test_compose_healthchecks_find_the_admin_port(service):
+    """Each tier runs the image's healthcheck, which finds the port its settings listen on."""
     check = SERVICES[service]["healthcheck"]
-    assert check["test"][0] == "CMD" and "/healthz" in " ".join(check["test"])
-    assert "TIERCDN_ADMIN_PORT" in " ".join(check["test"])
-    assert int(environment(service)["TIERCDN_ADMIN_PORT"]) == settings_of(service).admin_port
+    assert check["test"] == ["CMD", "python", HEALTHCHECK_PATH]
+    settings = settings_of(service)
+    assert int(environment(service)["TIERCDN_ADMIN_PORT"]) == settings.admin_port
+    environ = {**dockerfile_env(), **environment(service)}
+    assert healthcheck.admin_address(main_command(service), environ) == (
+        "127.0.0.1",
+        settings.admin_port,
+    )
 
 
 def test_compose_starts_tiers_once_their_parent_is_healthy():
@@ -272,24 +304,251 @@ def test_compose_starts_tiers_once_their_parent_is_healthy():
 # --- Dockerfile ---------------------------------------------------------------
 
 
+def dockerfile_instructions() -> list[list[str]]:
+    """The Dockerfile's instructions, continuation lines joined, split into words."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE)
+    return [line.split() for line in text.splitlines() if line.strip() and line[0] != "#"]
+
+
+def dockerfile_env() -> dict[str, str]:
+    """What the Dockerfile's ENV instructions set in every container of the image."""
+    env: dict[str, str] = {}
+    for line in dockerfile_instructions():
+        if line[0] == "ENV":
+            for item in shlex.split(" ".join(line[1:])):
+                name, _, value = item.partition("=")
+                env[name] = value
+    return env
+
+
+def dockerignored(path: str) -> bool:
+    """Whether .dockerignore keeps ``path`` out of the build context (last match wins)."""
+    ignored = False
+    for line in (REPO / ".dockerignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        parts = Path(path.rstrip("/")).parts
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatchcase(p, pattern) for p in prefixes):
+            ignored = not negate
+    return ignored
+
+
+def base_image_default() -> str:
+    (arg,) = [line for line in dockerfile_instructions() if line[:1] == ["ARG"]]
+    name, _, default = arg[1].partition("=")
+    assert name == "BASE_IMAGE"
+    return default
+
+
 def test_dockerfile_builds_one_non_root_image_with_a_healthcheck():
-    """python:3.11-slim, the project pip-installed, a non-root user, a HEALTHCHECK."""
-    text = (REPO / "Dockerfile").read_text()
-    lines = [line.split() for line in text.splitlines() if line.strip() and line[0] != "#"]
-    assert ["FROM", "python:3.11-slim"] in lines
-    assert "pip install ." in text
+    """FROM a pinned BASE_IMAGE, the locked dependencies then tiercdn, non-root, a HEALTHCHECK."""
+    lines = dockerfile_instructions()
+    assert lines[0] == ["ARG", f"BASE_IMAGE={base_image_default()}"]
+    assert ["FROM", "${BASE_IMAGE}"] in lines
+    # A version tag (a digest cannot be checked without the registry); compose passes the same.
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base_image_default())
+    assert SERVICES["origin"]["build"]["args"]["BASE_IMAGE"] == (
+        f"${{BASE_IMAGE:-{base_image_default()}}}"
+    )
+    runs = [" ".join(line[1:]) for line in lines if line[0] == "RUN"]
+    assert runs.index("pip install -r requirements/runtime.lock") < runs.index(
+        "pip install --no-deps . && rm -rf /src"
+    )
     users = [line[1] for line in lines if line[0] == "USER"]
     assert users and users[-1] not in ("root", "0")
-    assert any(line[0] == "HEALTHCHECK" for line in lines)
-    ignored = {
-        line.strip()
-        for line in (REPO / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    }
-    for line in lines:
-        if line[0] == "COPY":
-            for source in line[1:-1]:
-                assert (REPO / source).exists() and source.rstrip("/") not in ignored
+    (check,) = [line for line in lines if line[0] == "HEALTHCHECK"]
+    assert json.loads(" ".join(check[check.index("CMD") + 1 :])) == ["python", HEALTHCHECK_PATH]
+    copies = [line[1:] for line in lines if line[0] == "COPY"]
+    assert ["docker/healthcheck.py", HEALTHCHECK_PATH] in copies
+    for line in copies:
+        for source in line[:-1]:
+            assert (REPO / source).exists() and not dockerignored(source), source
+    assert dockerignored("tests") and dockerignored("docker/prometheus.yml")
+    assert dockerignored("requirements/dev.lock")
+
+
+def dockerfile_examples() -> list[list[str]]:
+    """The ``docker ...`` command lines of the Dockerfile's header comment, split."""
+    header = DOCKERFILE.split("\nARG ", 1)[0]
+    lines = [line.lstrip("#").split("  # ")[0].strip() for line in header.splitlines()]
+    return [shlex.split(line) for line in lines if line.startswith("docker ")]
+
+
+def test_dockerfile_examples_run_real_cli_invocations():
+    """Each example container runs a command its CLI accepts, on the names the others use."""
+    examples = dockerfile_examples()
+    assert examples[0] == ["docker", "build", "-t", "tiercdn", "."]
+    runs = [argv for argv in examples if argv[:2] == ["docker", "run"]]
+    assert len(runs) == 3
+    names: dict[str, ServiceSettings] = {}
+    for argv in runs:
+        image = 2  # the first word that is neither an option nor an option's value
+        while argv[image].startswith("-"):
+            image += 2 if argv[image] in ("--network", "--name", "-p") else 1
+        assert argv[image] == "tiercdn", argv
+        options = argv[2:image]
+        assert "--init" in options and options[options.index("--network") + 1] == "tiercdn"
+        commands = split_command(argv[image + 1 :])
+        env = dockerfile_env()
+        for command in commands:
+            parse(command[1:] if command[0] == "exec" else command, env)
+        server = commands[-1][1:] if commands[-1][0] == "exec" else commands[-1]
+        settings = parse(server, env)
+        assert isinstance(settings, ServiceSettings)
+        assert healthcheck.admin_address(server, env) == ("127.0.0.1", settings.admin_port)
+        for upstream in getattr(settings, "upstream", ()):
+            host, port = upstream.removeprefix("http://").split(":")
+            assert names[host].port == int(port), upstream
+        names[options[options.index("--name") + 1]] = settings
+    edge = names["edge"]
+    assert ["-p", f"{edge.port}:{edge.port}"] == runs[-1][runs[-1].index("-p") :][:2]
+
+
+# --- the image's healthcheck ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "argv"),
+    [
+        (["/usr/local/bin/python", "/usr/local/bin/tiercdn-edge", "--port", "1"],
+         ["tiercdn-edge", "--port", "1"]),
+        (["tiercdn-regional"], ["tiercdn-regional"]),
+        (["/usr/bin/python3", "-m", "origin", "serve", "--port", "2"],
+         ["tiercdn-origin", "serve", "--port", "2"]),
+        (["python", "/usr/local/bin/tiercdn-origin", "sample", "--out", "/library/x"], None),
+        (["sh", "-c", "ls /library || tiercdn-origin sample; exec tiercdn-origin serve"], None),
+        (["/sbin/docker-init", "--", "tiercdn-edge"], None),
+        (["python", "/usr/local/lib/tiercdn/healthcheck.py"], None),
+        ([], None),
+    ],
+)  # fmt: skip
+def test_healthcheck_recognises_node_processes(cmdline, argv):
+    """Console scripts, ``python -m`` (as ``tiercdn up`` starts tiers) and serving origins only."""
+    assert healthcheck.node_argv(cmdline) == argv
+
+
+@pytest.mark.parametrize("program", ["tiercdn-edge", "tiercdn-regional", "tiercdn-origin"])
+def test_healthcheck_reads_the_admin_port_as_settings_do(program, tmp_path):
+    """Flag over env over --config file over the tier's default, as the real settings load."""
+    config = tmp_path / "node.toml"
+    config.write_text('admin-port = 9555\nadmin_host = "127.0.0.2"\n')
+    serve = ["serve"] if program == "tiercdn-origin" else []
+    cases: list[tuple[list[str], dict[str, str]]] = [
+        ([], {}),
+        (["--config", str(config)], {}),
+        ([], {"TIERCDN_CONFIG": str(config), "TIERCDN_ADMIN_HOST": "0.0.0.0"}),
+        ([f"--config={config}"], {"TIERCDN_ADMIN_PORT": "9666"}),
+        (["--admin-port", "9777", "--config", str(config)], {"TIERCDN_ADMIN_PORT": "9666"}),
+        (["--admin-port=9888", "--admin-host", "::"], {}),
+        (["--admin-port", "0"], {}),
+    ]
+    for flags, env in cases:
+        argv = [program, *serve, *flags]
+        settings = parse(argv, env)
+        host = "127.0.0.1" if settings.admin_host in ("0.0.0.0", "::") else settings.admin_host
+        assert healthcheck.admin_address(argv, env) == (host, settings.admin_port), (flags, env)
+
+
+def fake_proc(root: Path, processes: dict[int, tuple[list[str], dict[str, str]]]) -> Path:
+    """A /proc tree with ``cmdline`` and ``environ`` files, NUL-separated as the kernel writes."""
+    for pid, (cmdline, environ) in processes.items():
+        (root / str(pid)).mkdir(parents=True)
+        (root / str(pid) / "cmdline").write_bytes(b"".join(a.encode() + b"\0" for a in cmdline))
+        pairs = [f"{k}={v}".encode() + b"\0" for k, v in environ.items()]
+        (root / str(pid) / "environ").write_bytes(b"".join(pairs))
+    (root / "self").mkdir(exist_ok=True)  # not a pid: skipped
+    return root
+
+
+async def run_healthcheck(proc: Path) -> tuple[int, list[str]]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(REPO / "docker/healthcheck.py"),
+        "--proc",
+        str(proc),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert out == b""
+    assert process.returncode is not None
+    return process.returncode, err.decode().splitlines()
+
+
+# --- lock files -------------------------------------------------------------------
+
+
+def lock(name: str) -> dict[str, Requirement]:
+    """requirements/NAME.lock as canonical name → its pinned requirement (with any marker)."""
+    pins: dict[str, Requirement] = {}
+    for line in (REPO / "requirements" / f"{name}.lock").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            req = Requirement(line)
+            (spec,) = req.specifier
+            assert spec.operator == "==", line
+            pins[canonicalize_name(req.name)] = req
+    return pins
+
+
+def pinned(req: Requirement) -> str:
+    (spec,) = req.specifier
+    return spec.version
+
+
+@pytest.mark.parametrize(("name", "extras"), [("runtime", ()), ("dev", ("dev",))])
+def test_locks_pin_every_dependency_of_pyproject(name, extras):
+    """Each dependency pyproject.toml names is pinned at a version its specifier allows."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in project["dependencies"]]
+    wanted += [Requirement(r) for extra in extras for r in project["optional-dependencies"][extra]]
+    pins = lock(name)
+    for req in wanted:
+        pin = pins.get(canonicalize_name(req.name))
+        assert pin is not None, f"requirements/{name}.lock lacks {req}: run requirements/compile"
+        assert req.specifier.contains(pinned(pin), prereleases=True), (
+            f"requirements/{name}.lock pins {req.name}=={pinned(pin)}, outside {req}:"
+            " run requirements/compile"
+        )
+        if req.marker is not None:  # the lock keeps the marker (a universal lock)
+            assert pin.marker is not None, f"{name}.lock: {req.name} lost its marker"
+    env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
+    assert all(p.marker is None or isinstance(p.marker.evaluate(env), bool) for p in pins.values())
+
+
+def test_locks_agree_and_are_what_the_image_and_bootstrap_install():
+    """The image (runtime.lock) runs the versions CI tests (dev.lock); both installers use them."""
+    runtime, dev = lock("runtime"), lock("dev")
+    assert {n: pinned(r) for n, r in runtime.items()} == {n: pinned(dev[n]) for n in runtime}
+    assert "tiercdn" not in dev
+    bootstrap = (REPO / "scripts/bootstrap").read_text()
+    assert "pip -r requirements/dev.lock" in bootstrap
+    assert "pip -r requirements/runtime.lock" in bootstrap
+    assert bootstrap.count("pip --no-deps -e .") == 2
+
+
+# --- scripts/compose-smoke ----------------------------------------------------------
+
+
+def test_compose_smoke_without_an_engine_says_what_to_do(tmp_path):
+    """No engine reachable: one line on how to get one and pass a base image, exit 2."""
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    proc = subprocess.run(
+        [str(REPO / "scripts/compose-smoke")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("compose-smoke: no Docker engine")
+    assert "apt-get install docker.io" in line and "BASE_IMAGE=" in line
 
 
 # --- Prometheus and Grafana ---------------------------------------------------
@@ -387,24 +646,36 @@ async def test_dashboard_queries_only_exported_metrics(compose_nodes, http):
     assert all("node" in group.get("labels", {}) for group in groups)
 
 
-async def test_compose_healthcheck_command_probes_a_real_admin_listener(compose_nodes):
-    """The healthcheck succeeds against a live admin listener and fails with none there."""
-    command = SERVICES["edge-1"]["healthcheck"]["test"][1:]
-    assert command[0] == "python"
-    port = compose_nodes["edge-1"].port
-
-    async def run(admin_port: int) -> int:
-        env = {**os.environ, "TIERCDN_ADMIN_PORT": str(admin_port)}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *command[1:],
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        return await proc.wait()
-
-    assert await run(port) == 0
+async def test_healthcheck_probes_every_node_it_finds(compose_nodes, tmp_path):
+    """Healthy when every node in the /proc tree answers /healthz; one line per one that doesn't."""
+    script = ["/usr/local/bin/python", "/usr/local/bin/tiercdn-edge"]
+    edge_env = {"TIERCDN_ADMIN_PORT": str(compose_nodes["edge-1"].port), "PATH": "/usr/bin"}
+    regional_argv = ["tiercdn-regional", "--admin-port", str(compose_nodes["regional"].port)]
+    Process = tuple[list[str], dict[str, str]]
     closed = compose_nodes["origin"]
+    closed_port = closed.port  # None once closed
     await closed.close()
-    assert await run(closed.port) != 0
+    init: Process = (["/sbin/docker-init", "--", "tiercdn-edge"], {})
+    healthy = {1: init, 7: ([*script, "--name", "edge-1"], edge_env), 8: (regional_argv, {})}
+    assert await run_healthcheck(fake_proc(tmp_path / "up", healthy)) == (0, [])
+
+    origin: Process = (["tiercdn-origin", "serve", f"--admin-port={closed_port}"], {})
+    code, lines = await run_healthcheck(fake_proc(tmp_path / "down", {**healthy, 9: origin}))
+    assert code == 1
+    (line,) = lines
+    assert line.startswith(f"unhealthy: tiercdn-origin (pid 9): http://127.0.0.1:{closed_port}/")
+
+    garbled: Process = (["tiercdn-edge", "--admin-port", "lots"], {})
+    code, lines = await run_healthcheck(fake_proc(tmp_path / "bad", {**healthy, 9: garbled}))
+    assert (code, lines) == (
+        1,
+        ["unhealthy: tiercdn-edge (pid 9): admin port 'lots' is not a number"],
+    )
+
+    making_sample: dict[int, Process] = {
+        1: (["tiercdn-origin", "sample", "--out", "/library/sample"], {})
+    }
+    assert await run_healthcheck(fake_proc(tmp_path / "none", making_sample)) == (
+        1,
+        ["unhealthy: no tiercdn node is running (yet)"],
+    )

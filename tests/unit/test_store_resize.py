@@ -229,13 +229,13 @@ async def test_tieredstore_reconfigure_resizes_both_tiers(tmp_path: Path) -> Non
         ({"cache_bytes": 4 * ONE}, {"--cache-bytes", "--max-object-bytes"}),
         ({"admission": "lru"}, {"--admission"}),
         ({"max_object_bytes": 2 * ONE}, {"--max-object-bytes"}),
-        ({"disk_bytes": 1 << 20}, {"--disk-bytes"}),
+        ({"disk_bytes": 1 << 20}, {"--disk-bytes", "--disk-max-object-bytes"}),
     ],
 )
 def test_apply_store_settings_live(changes: dict[str, Any], flags: set[str]) -> None:
     """Store budgets, admission and the largest object are live: the node's store and
-    fetcher take them, and ``node.settings`` says so (a smaller budget clamps
-    ``max_object_bytes`` too)."""
+    fetcher take them, and ``node.settings`` says so (a smaller budget clamps its
+    tier's largest object too)."""
     n = Node(edge_settings("edge-1", "http://parent:8080", cache_bytes=40 * ONE))
     for i in range(30):
         n.store.lookup(f"/k{i}")
@@ -263,12 +263,15 @@ def test_apply_disk_path_still_needs_a_restart(tmp_path: Path) -> None:
 
 
 async def test_apply_tiered_node_resizes_disk_and_promote_limit(tmp_path: Path) -> None:
-    """With a disk tier both budgets move, and promotion follows ``max_object_bytes``."""
+    """With a disk tier both budgets move; promotion follows ``max_object_bytes``, the
+    disk tier its own ``disk_max_object_bytes``, a fill the larger of the two."""
     n = Node(edge_settings("edge-1", "http://parent:8080", disk_path=str(tmp_path / "d")))
     assert isinstance(n.store, TieredStore)
     new = dataclasses.replace(n.settings, cache_bytes=8 << 20, disk_bytes=64 << 20, admission="lru")
     apply(n, new)
     assert n.store.memory.capacity == 8 << 20 and n.store.disk.capacity == 64 << 20
-    assert n.store.promote_limit == n.fetcher.max_object_bytes == 8 << 20
+    assert n.store.promote_limit == 8 << 20
+    assert n.store.disk_limit == n.settings.disk_max_object_bytes == 32 << 20
+    assert n.fetcher.max_object_bytes == n.settings.stored_object_bytes == 32 << 20
     assert n.store.disk.policy == "lru"
     await n.store.close()
