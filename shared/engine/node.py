@@ -150,8 +150,8 @@ class Node:
         log.info(
             "%s caching %s in memory%s for %s",
             self.name,
-            format_size(self.store.capacity - (disk.capacity if disk else 0)),
-            f" and {format_size(disk.capacity)} on disk at {disk.root}" if disk else "",
+            format_size(self.store.capacity - (disk.capacity if disk is not None else 0)),
+            "" if disk is None else f" and {format_size(disk.capacity)} on disk at {disk.root}",
             self.upstream,
         )
         yield

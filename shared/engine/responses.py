@@ -212,6 +212,8 @@ class Responder:
             log.info("aborting a reader of %r after %d bytes: %s", reader.fill.key, sent, exc)
             _abort(request)
             return resp
+        except ConnectionResetError:  # the client left; aiohttp still logs its line
+            return resp
         finally:
             self._sent["upstream"] += sent
             request[SENT] = sent  # for the access log
@@ -234,6 +236,8 @@ class Responder:
         except UpstreamError as exc:
             log.info("aborting %s %s: %s", request.method, request.path, exc)
             _abort(request)
+            return resp
+        except ConnectionResetError:  # the client left; aiohttp still logs its line
             return resp
         await resp.write_eof()
         return resp

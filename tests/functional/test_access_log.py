@@ -109,6 +109,44 @@ async def test_disk_hit_and_range_log_the_bytes_sent(
     assert text[0].startswith(f'regional-2 127.0.0.1 "GET {SEGMENT}" 200 {len(body)} "')
 
 
+async def test_client_leaving_mid_body_still_gets_its_line(
+    listen: Start, upstream_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that closes while its miss streams is logged once, with the status and
+    the bytes it was sent, and no traceback (nginx logs such a request too)."""
+    caplog.set_level(logging.INFO)
+    rest = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Cache-Control": "max-age=60"})
+        resp.content_length = 256 * 1024
+        await resp.prepare(request)
+        await resp.write(b"a" * 64 * 1024)
+        await rest.wait()  # until the client has gone
+        await resp.write(b"b" * 192 * 1024)
+        return resp
+
+    upstream = await upstream_app({"/slow": slow})
+    node = make_node_app(node_settings("edge-1", str(upstream.make_url("")).rstrip("/")))
+    url = await listen(node, "edge-1")
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readuntil(b"\r\n\r\n")
+    await reader.readexactly(1000)
+    writer.transport.abort()  # gone mid-body
+    await asyncio.sleep(0.05)
+    rest.set()
+    for _ in range(100):
+        if access(caplog, "edge-1"):
+            break
+        await asyncio.sleep(0.02)
+    (line,) = access(caplog, "edge-1")
+    assert (line["target"], line["status"]) == ("/slow", 200)
+    assert 1000 <= line["bytes"] < 256 * 1024
+    assert not [r for r in caplog.records if r.exc_info], "a traceback for a client leaving"
+    await node[NODE].tasks.join()
+
+
 async def test_log_json_and_access_log_file_reopened_on_sigusr1(
     sample_library: Path, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:

@@ -52,6 +52,17 @@ async def test_disk_tier_restart_keeps_the_cache(origin_app, start_node, http, t
     assert origin_requests(app) == 1
 
 
+async def test_disk_tier_start_log_names_each_budget(origin_app, start_node, tmp_path, caplog):
+    """The start line gives memory and disk apart, even with an empty disk tier."""
+    _, origin = origin_app
+    caplog.set_level("INFO", logger="shared.engine.node")
+    disk = tmp_path / "cache"
+    await start_node("regional-1", origin, disk_path=str(disk), cache_bytes=1 << 20)
+    (line,) = [r.getMessage() for r in caplog.records if " caching " in r.getMessage()]
+    assert line.startswith("regional-1 caching 1.0MiB in memory and ")
+    assert f" on disk at {disk} for " in line
+
+
 async def test_disk_tier_corrupt_body_is_refetched(origin_app, start_node, http, tmp_path):
     """A truncated or flipped body file is never served: it is dropped and fetched again."""
     app, origin = origin_app
