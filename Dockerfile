@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One image for every tiercdn service; the command picks the tier. These run as written
 # (scripts/compose-smoke runs the compose stack; docker-compose.yml wires the same):
 #   docker build -t tiercdn .
@@ -12,6 +11,8 @@
 # BASE_IMAGE is any Debian-based image with python >= 3.11 and pip as `python`
 # and `pip` on PATH, and useradd. Without a registry (air-gapped), point it at
 # your own copy: docker build --build-arg BASE_IMAGE=registry.example/python:3.11-slim .
+# No `# syntax=` directive: BuildKit would fetch that frontend image from Docker Hub
+# first, which fails without a registry; nothing here needs more than the builtin one.
 ARG BASE_IMAGE=python:3.11.13-slim-bookworm
 FROM ${BASE_IMAGE}
 
