@@ -60,6 +60,7 @@ __all__ = ["PID_FILE", "UpDir", "UpSettings", "reload", "up", "up_table"]
 _STARTUP_SECONDS = 30.0
 _BACKOFF_SECONDS = (1.0, 30.0)  # a dead tier's restart delay: first, cap (doubling)
 _STABLE_SECONDS = 30.0  # a tier up this long starts its backoff afresh
+_SAMPLE_STOP_SECONDS = 10.0  # a stopped packager's time to stop ffmpeg and tidy up
 PID_FILE = "up.pid"  # in --cache-dir: line 1 the pid, line 2 the --config path (or empty)
 
 
@@ -95,9 +96,21 @@ def _has_title(library: Path) -> bool:
 
 
 def _make_sample(library: Path, duration: float) -> None:
+    """Make the sample title; on SIGINT/SIGTERM (KeyboardInterrupt from ``up``'s handler) stop
+    the packager with SIGTERM, so it stops ffmpeg and removes its partial folder, then re-raise."""
     print(f"making the sample title in {library / 'sample'} (first run only)...", flush=True)
     args = ["origin", "sample", "--out", str(library / "sample"), "--duration", str(duration)]
-    if subprocess.call([sys.executable, "-m", *args], stdin=subprocess.DEVNULL) != 0:
+    with subprocess.Popen([sys.executable, "-m", *args], stdin=subprocess.DEVNULL) as proc:
+        try:
+            returncode = proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            try:
+                proc.wait(timeout=_SAMPLE_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    if returncode != 0:
         raise SystemExit("error: could not make the sample title")
 
 
@@ -377,8 +390,6 @@ def up(settings: UpSettings, config: str | None = None) -> int:
     }
     _check_ports(s, ports)
     library = _library_dir(s.library)
-    if not _has_title(library):
-        _make_sample(library, s.sample_duration)
     ready = stopping = reload_asked = reopen_asked = False
     draining = _Draining(s.drain_timeout)
 
@@ -409,6 +420,12 @@ def up(settings: UpSettings, config: str | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_hangup)
     signal.signal(signal.SIGUSR1, on_usr1)
+    if not _has_title(library):
+        try:
+            _make_sample(library, s.sample_duration)
+        except KeyboardInterrupt:
+            print("stopped before it was up", flush=True)
+            return 130
     pid_file = Path(s.cache_dir) / PID_FILE
     configs = _TierConfigs(s, config, Path(tempfile.mkdtemp(prefix="tiercdn-up-")))
     try:

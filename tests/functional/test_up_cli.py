@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -204,6 +205,36 @@ def test_up_refuses_a_busy_port_and_starts_nothing(sample_library, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(busy) in lines[0] and "regional admin" in lines[0]
     assert not (tmp_path / "library").exists()
+    assert all(is_free(p) for p in ports)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process under ``pid`` (Linux /proc)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            found += [int(child), *descendants(int(child))]
+    return found
+
+
+def test_up_stopped_while_making_the_sample_stops_ffmpeg_and_leaves_nothing(tmp_path):
+    """SIGTERM while the first run makes the sample: up exits 130 within seconds, the
+    packager and its ffmpeg are gone, no half-made title is left in the library."""
+    ports, offset = ports_with_admin()
+    library = tmp_path / "library"
+    argv = [*up_argv(library, ports, offset, tmp_path), "--sample-duration", "120"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.monotonic() + 30
+        while not list(library.glob(".sample.*.partial/*")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # ffmpeg has begun writing
+        workers = descendants(proc.pid)
+        assert len(workers) >= 2, workers  # the packager and its ffmpeg
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "stopped before it was up" in out and "Traceback" not in err
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    assert list(library.iterdir()) == []
     assert all(is_free(p) for p in ports)
 
 
