@@ -450,6 +450,9 @@ async def test_up_reload_restarts_a_tier_gracefully_under_load(sample_library, t
             await asyncio.gather(*load, in_flight, return_exceptions=True)
         new_edge = child_pids(proc.pid)["edge"]
         assert new_edge != old_edge
+        print(
+            f"\n{len(outcomes)} requests across a graceful restart, {outcomes.count(False)} failed"
+        )
         assert outcomes.count(False) == 0 and len(outcomes) > 20, len(outcomes)
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
