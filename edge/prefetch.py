@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from shared.dash import is_manifest
 from shared.engine.node import Node
 from shared.engine.outcome import Outcome
 from shared.policy.shedding import Priority
@@ -32,8 +31,8 @@ class Prefetcher:
     def __call__(self, key: str, request: web.Request) -> None:
         """After a GET for a segment, start fetching the next ones not cached yet."""
         node = self.node
-        if not len(node.segments) or request.method != "GET" or is_manifest(key):
-            return
+        if not len(node.segments) or request.method != "GET":
+            return  # (a manifest or any other path: no next segments, remembered)
         for path in node.segments.next_segments(key, self.depth):
             if node.joinable(path) or node.store.peek(path):
                 continue

@@ -55,8 +55,14 @@ class SegmentInfo:
     time: int | None = None  # from the path, if the template has $Time$
 
 
+_MAX_REMEMBERED = 16384  # next_segments answers kept (cleared whole when full)
+
+
 def is_manifest(path: str) -> bool:
-    return _strip(path).lower().endswith(".mpd")
+    """Does ``path`` (a request target: query allowed) name an MPD? Asked per request."""
+    if "?" in path or "#" in path:
+        path = _strip(path)
+    return path[-4:].lower() == ".mpd"
 
 
 class _Matcher(NamedTuple):
@@ -82,6 +88,8 @@ class SegmentIndex:
         # guarded by: single event loop (every method is synchronous)
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._by_dir: dict[str, dict[str, None]] = {}  # directory -> MPD paths (ordered set)
+        # path -> (k, its MPD path or None, the next k paths): cleared on any change
+        self._next: dict[str, tuple[int, str | None, tuple[str, ...]]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -103,6 +111,7 @@ class SegmentIndex:
             return None
         key = presentation.mpd_path
         self._forget(key)
+        self._next.clear()  # a new or changed presentation: next segments may differ
         matchers = _matchers(presentation)
         if matchers:
             self._entries[key] = _Entry(presentation, matchers)
@@ -117,11 +126,28 @@ class SegmentIndex:
         return None if found is None else found[0]
 
     def next_segments(self, path: str, k: int) -> list[str]:
-        """Paths of the ``k`` media segments after ``path`` in its representation."""
+        """Paths of the ``k`` media segments after ``path`` in its representation.
+
+        Asked on every segment request at the edge (prefetch), hits included: the
+        answer is kept per path until the index changes (``learn``, eviction)."""
+        known = self._next.get(path)
+        if known is None or known[0] != k:
+            known = (k, *self._next_after(path, k))
+            if len(self._next) >= _MAX_REMEMBERED:
+                self._next.clear()
+            self._next[path] = known
+        elif known[1] is not None:
+            self._entries.move_to_end(known[1])  # the LRU touch ``_match`` makes
+        return list(known[2])
+
+    def _next_after(self, path: str, k: int) -> tuple[str | None, tuple[str, ...]]:
+        """``path``'s MPD (None if no presentation has it) and the next ``k`` paths."""
         found = self._match(path)
-        if found is None or found[0].kind is not SegmentKind.MEDIA or k <= 0:
-            return []
+        if found is None:
+            return None, ()
         info, matcher = found
+        if info.kind is not SegmentKind.MEDIA or k <= 0:
+            return info.mpd_path, ()
         stream = matcher.stream
         timeline = stream.timeline
         if info.number is not None:
@@ -129,7 +155,7 @@ class SegmentIndex:
         else:
             index = None if info.time is None else timeline.index_of(info.time)
         if index is None or index < 0:
-            return []
+            return info.mpd_path, ()
         paths = []
         for i in range(index + 1, index + 1 + k):
             time = timeline.time_at(i)
@@ -138,7 +164,7 @@ class SegmentIndex:
             ):
                 break
             paths.append(_expand(matcher.template, stream.start_number + i, time))
-        return paths
+        return info.mpd_path, tuple(paths)
 
     def _match(self, path: str) -> tuple[SegmentInfo, _Matcher] | None:
         path = _strip(path)
@@ -160,6 +186,8 @@ class SegmentIndex:
 
     def _forget(self, key: str) -> None:
         entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._next.clear()
         for directory in () if entry is None else entry.matchers:
             keys = self._by_dir[directory]
             del keys[key]

@@ -62,10 +62,9 @@ if TYPE_CHECKING:
 
     from shared.engine.node import Node
 
-__all__ = ["OUTCOME", "STARTED", "Driver"]
+__all__ = ["STARTED", "Driver"]
 
 STARTED = web.RequestKey("started", float)  # monotonic time the request arrived
-OUTCOME = web.RequestKey("outcome", Outcome)  # what the node did, for logs
 _HIT = Outcome.HIT
 
 
@@ -92,9 +91,11 @@ class Driver:
         self._heuristic = node.policy.heuristic_max_age
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        request[STARTED] = time.monotonic()
-        if request.method not in ("GET", "HEAD"):
-            if request.method == "OPTIONS" and self.node.preflight is not None:
+        started = time.monotonic()
+        method = request.method
+        if method != "GET" and method != "HEAD":
+            request[STARTED] = started
+            if method == "OPTIONS" and self.node.preflight is not None:
                 answer = self.node.preflight(request)  # the edge's CORS
                 if answer is not None:
                     return answer
@@ -119,10 +120,10 @@ class Driver:
             # says FRESH, whatever the rest of the facts; don't build them (a test pins it).
             now = self._clock()
             if freshness(stored, req_h, now, self._heuristic) is Lookup.FRESH:
-                request[OUTCOME] = _HIT
                 self._counts[_HIT] += 1
-                self._first_byte.observe(_HIT, time.monotonic() - request[STARTED])
+                self._first_byte.observe(_HIT, time.monotonic() - started)
                 return self.respond.hit(request, stored, stored.age(now))
+        request[STARTED] = started  # what ``_record`` measures the first byte from
         cc = parse_cache_control(req_h) if "Cache-Control" in req_h else {}
         vary_miss = bool(variants) and stored is None
         passing = url in self.fetcher.pass_marks
@@ -337,7 +338,6 @@ class Driver:
     def _record(self, request: web.Request, outcome: Outcome, member: str) -> str:
         """Count ``outcome`` (metrics, /stats, the access log); returns its Cache-Status
         ``member``, made by ``cache_status_member`` (the one builder) at the call site."""
-        request[OUTCOME] = outcome
         self._counts[outcome] += 1
         self._first_byte.observe(outcome, time.monotonic() - request[STARTED])
         return member

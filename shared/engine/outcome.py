@@ -21,6 +21,10 @@ class Outcome(enum.Enum):
     SHED = "shed"  # refused by load shedding
     ERROR = "error"  # upstream failure answered with 5xx
 
+    # Counted in dicts on every request: hash by identity (a C slot), not Enum's
+    # ``hash(self._name_)`` (a Python call); members are singletons, so equal is identical.
+    __hash__ = object.__hash__
+
 
 class Fwd(enum.Enum):
     """RFC 9211 §2.2 ``fwd`` values: why the request went forward."""

@@ -72,7 +72,13 @@ class TinyLfu:
     def record(self, key: Hashable) -> None:
         """Count one access to ``key``; halve everything once the sample is full."""
         h = (hash(key) * _MIX) & _MASK64
-        if self._door_add(h):
+        # the doorkeeper (``_door_bits``, inline: this runs on every request): a key
+        # is counted from its second record; the first only sets its two bits
+        door, dm = self._door, self._door_mask
+        g = ((h ^ (h >> 31)) * _MIX2) & _MASK64
+        x, y = g & dm, (g >> 32) & dm
+        bx, by = 1 << (x & 7), 1 << (y & 7)
+        if door[x >> 3] & bx and door[y >> 3] & by:  # seen before: count it
             a, b, m = h & 0xFFFFFFFF, (h >> 32) | 1, self._mask
             r0, r1, r2, r3 = self._rows
             i0, i1, i2, i3 = a & m, (a + b) & m, (a + 2 * b) & m, (a + 3 * b) & m
@@ -87,6 +93,9 @@ class TinyLfu:
                     r2[i2] = low + 1
                 if c3 == low:
                     r3[i3] = low + 1
+        else:
+            door[x >> 3] |= bx
+            door[y >> 3] |= by
         self._samples += 1
         if self._samples >= self.sample_size:
             self._reset()
@@ -160,16 +169,6 @@ class TinyLfu:
         door = self._door
         x, y = self._door_bits(h)
         return bool(door[x >> 3] & (1 << (x & 7)) and door[y >> 3] & (1 << (y & 7)))
-
-    def _door_add(self, h: int) -> bool:
-        """Set ``h``'s bits; True if they were all set already (seen before)."""
-        door = self._door
-        x, y = self._door_bits(h)
-        bx, by = 1 << (x & 7), 1 << (y & 7)
-        seen = bool(door[x >> 3] & bx and door[y >> 3] & by)
-        door[x >> 3] |= bx
-        door[y >> 3] |= by
-        return seen
 
     def _reset(self) -> None:
         self._rows = [row.translate(_HALF) for row in self._rows]

@@ -141,30 +141,34 @@ class Tally(Collector, Generic[K]):
 
 class Timings(Collector, Generic[K]):
     """A one-label histogram kept as plain lists: ``observe(key, seconds)`` is a
-    bisect and two additions; cumulative buckets are made at scrape time."""
+    bisect and two additions; cumulative buckets are made at scrape time.
+
+    ``series[key]`` is one list per label value: a count per bucket (the last is
+    +Inf), then the sum. A hot caller may hold its key's series and update it alike."""
 
     def __init__(
         self, name: str, help: str, label: str, labels: dict[K, str], buckets: Iterable[float]
     ) -> None:
         self.name, self.help, self.label, self.labels = name, help, label, labels
         self.bounds = tuple(buckets)
-        # guarded by: single event loop; per key, counts per bucket (the last is +Inf)
-        self.counts = {key: [0] * (len(self.bounds) + 1) for key in labels}
-        self.sums = dict.fromkeys(labels, 0.0)
+        # guarded by: single event loop
+        self.series: dict[K, list[float]] = {key: [0] * (len(self.bounds) + 2) for key in labels}
 
     def observe(self, key: K, seconds: float) -> None:
-        self.counts[key][bisect.bisect_left(self.bounds, seconds)] += 1  # le is inclusive
-        self.sums[key] += seconds
+        series = self.series[key]
+        series[bisect.bisect_left(self.bounds, seconds)] += 1  # le is inclusive
+        series[-1] += seconds
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.help, labels=[self.label])
         edges = [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
         for key, value in self.labels.items():
-            cumulative, total = [], 0
-            for edge, n in zip(edges, self.counts[key], strict=True):
+            cumulative, total = [], 0.0
+            *counts, seconds = self.series[key]
+            for edge, n in zip(edges, counts, strict=True):
                 total += n
                 cumulative.append((edge, total))
-            family.add_metric([value], cumulative, self.sums[key])
+            family.add_metric([value], cumulative, seconds)
         yield family
 
     def describe(self) -> Iterator[Metric]:
