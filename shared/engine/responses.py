@@ -19,6 +19,9 @@ from collections.abc import AsyncGenerator, Callable
 from typing import IO
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import SERVER_SOFTWARE, HttpVersion11, StreamWriter
+from aiohttp.http_writer import _serialize_headers
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from shared.engine.errors import UpstreamError
@@ -60,15 +63,22 @@ class Responder:
         self._sent = metrics.response_bytes.counts  # by source; plain ints
 
     def hit(self, request: web.Request, obj: CachedObject, age: float) -> web.Response:
-        """A fresh hit of a body in memory. Its headers are built once per (Age, ttl)
-        second and shared (``CachedObject.hit_headers``): a plain GET (no Range, no
-        conditional) takes them as they are; anything else goes through ``from_store``."""
+        """A fresh hit of a body in memory. Its response head is built once per (Age,
+        ttl) second and shared (``CachedObject.hit_headers``): a plain GET (no Range,
+        no conditional) on a keep-alive HTTP/1.1 connection sends those bytes as they
+        are (``_HitResponse``); anything else goes through ``from_store``."""
+        body = obj.body
+        assert isinstance(body, bytes)
         a, ttl = int(age), int(obj.lifetime - age)
         built = obj.hit_headers
         if built is None or built[0] != a or built[1] != ttl:
             member = cache_status_member(self.name, Outcome.HIT, ttl=obj.lifetime - age)
             headers = self._stored_headers(obj, CIMultiDict(obj.prepared), member, age)
-            built = obj.hit_headers = (a, ttl, member, CIMultiDictProxy(headers))
+            headers["Content-Length"] = str(len(body))  # as aiohttp would add them
+            headers.setdefault("Content-Type", "application/octet-stream")
+            headers.setdefault("Server", SERVER_SOFTWARE)
+            head = _serialize_headers("HTTP/1.1 200 OK", headers) if obj.status == 200 else b""
+            built = obj.hit_headers = (a, ttl, member, CIMultiDictProxy(headers), head)
         req_h = request.headers
         if (
             obj.status != 200
@@ -78,10 +88,10 @@ class Responder:
             or "If-Modified-Since" in req_h
         ):  # what ``_plan`` reads: it answers those
             return self.from_store(request, obj, age, built[2])
-        body = obj.body
-        assert isinstance(body, bytes)
         self._sent["cache"] += len(body)
-        return web.Response(body=body, headers=built[3])  # one C copy of the headers
+        if request.version is HttpVersion11 and request.keep_alive:
+            return _HitResponse(body, built[3], built[4])
+        return web.Response(body=body, headers=built[3])  # aiohttp adds Connection
 
     def from_store(
         self, request: web.Request, obj: CachedObject, age: float, member: str
@@ -287,6 +297,32 @@ async def _body(
     async with contextlib.aclosing(resume(pos, end)) as rest:
         async for chunk in rest:
             yield chunk
+
+
+class _HitResponse(web.Response):
+    """A plain GET hit on a keep-alive HTTP/1.1 connection, whose head (status line
+    and every header, ``Content-Length`` and ``Server`` included) was serialized once
+    and is shared by every such hit in the same second: ``_start`` hands those bytes
+    to aiohttp's writer where ``StreamResponse._start`` would build and serialize the
+    same head on each request (``_prepare_headers``, ``_write_headers``). The
+    ``on_response_prepare`` signals still run; ``headers`` holds what was sent.
+    ``tests/functional/test_hit_path.py`` pins the bytes on the wire against
+    aiohttp's own path, so an aiohttp upgrade that moves its writer fails there."""
+
+    def __init__(self, body: bytes, headers: CIMultiDictProxy[str], head: bytes) -> None:
+        super().__init__(body=body, headers=headers)
+        self._head, self._length = head, len(body)
+
+    async def _start(self, request: web.BaseRequest) -> AbstractStreamWriter:
+        self._req = request
+        writer = self._payload_writer = request._payload_writer
+        assert isinstance(writer, StreamWriter)
+        self._keep_alive = True
+        writer.length = self._length  # as ``_prepare_headers`` sets it
+        await request._prepare_hook(self)
+        writer._headers_buf = self._head  # what ``StreamWriter.write_headers`` leaves
+        writer._headers_written = False
+        return writer
 
 
 def _not_modified(headers: CIMultiDict[str]) -> web.Response:

@@ -56,9 +56,10 @@ class CachedObject:
     prepared: CIMultiDictProxy[str] = dataclasses.field(init=False)
     upstream_status: str = dataclasses.field(init=False)  # upstream Cache-Status, or ""
     upstream_via: str = dataclasses.field(init=False)
-    # A node's whole hit headers for one (int Age, int ttl), remade when either ticks:
-    # built on the first hit of each second, shared by every hit in it [single event loop]
-    hit_headers: tuple[int, int, str, CIMultiDictProxy[str]] | None = dataclasses.field(
+    # A node's whole hit head for one (int Age, int ttl), remade when either ticks: Age,
+    # ttl, the Cache-Status member, the headers and their serialized head (200s only).
+    # Built on the first hit of each second, shared by every hit in it [single event loop]
+    hit_headers: tuple[int, int, str, CIMultiDictProxy[str], bytes] | None = dataclasses.field(
         init=False, default=None
     )
 

@@ -186,3 +186,47 @@ async def test_hit_path_disk_hit_not_read_for_a_refused_promotion(
         async with http.get(url_of(node) + "/seg.m4s") as r:
             assert await r.read() == small and "hit" in r.headers["Cache-Status"]
     assert store.promotions == 0 and len(store.memory) == 0 and len(store.disk) == 1
+
+
+async def _get_head(port: int, path: str, *extra: str) -> tuple[bytes, bytes]:
+    """One GET on a new keep-alive HTTP/1.1 connection: (the head as sent, the body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", *extra, "", ""]
+        writer.write("\r\n".join(lines).encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        return head, await reader.readexactly(length)
+    finally:
+        writer.close()
+
+
+async def test_prebuilt_hit_head_is_the_head_aiohttp_builds(upstream_app, start_node, http):
+    """A plain GET hit sends its shared, pre-serialized head: byte for byte the head
+    aiohttp's own response path sends for the same hit (a non-matching If-None-Match
+    takes that path), the connection stays open, and HTTP/1.0 still gets its own."""
+    origin = url_of(await upstream_app({"/seg.m4s": _segment}))
+    clock = Clock(time.time())
+    edge = await start_node("edge-1", origin, clock=clock, cors_origin="*")
+    port = edge.port
+    async with http.get(url_of(edge) + "/seg.m4s") as r:
+        assert r.status == 200 and await r.read() == BODY
+    fast, body = await _get_head(port, "/seg.m4s")
+    slow, slow_body = await _get_head(port, "/seg.m4s", 'If-None-Match: "other"')
+    assert body == slow_body == BODY
+    assert fast == slow, (fast, slow)
+    assert fast.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nConnection:" not in fast
+    assert b"\r\nServer: " in fast and b"\r\nContent-Length: 1048576\r\n" in fast
+    stored = edge.app[NODE].store.peek("/seg.m4s")[0]
+    assert stored.hit_headers is not None and stored.hit_headers[4] == fast  # the shared one
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:  # two hits on one connection: keep-alive holds after a prebuilt head
+        for _ in range(2):
+            writer.write(f"GET /seg.m4s HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            assert await reader.readuntil(b"\r\n\r\n") == fast
+            assert await reader.readexactly(len(BODY)) == BODY
+        writer.write(b"GET /seg.m4s HTTP/1.0\r\n\r\n")  # aiohttp's path: closes after
+        old = await reader.read()
+        assert old.startswith(b"HTTP/1.0 200 OK\r\n") and old.endswith(BODY)
+    finally:
+        writer.close()
