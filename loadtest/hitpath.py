@@ -591,11 +591,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if missing:
                     print(f"not hits (measured anyway): {', '.join(missing)}", flush=True)
                 run = _runner(tool, ns, pool)
-                edge_pid = found["edge"].pid
-                rss_before = rss_bytes(edge_pid)
+                pids = {name: found[name].pid for name in ("edge", "ceiling")}
+                rss: dict[str, dict[str, int | None]] = {
+                    name: {"before": rss_bytes(pid)} for name, pid in pids.items()
+                }
                 results = measure(found, run, cells, ns.rounds)
                 stall_runs = stalls(found, run, ns.stall_runs) if "memory" in kinds else []
-                rss_after, rss_peak = rss_bytes(edge_pid), rss_bytes(edge_pid, "VmHWM")
+                for name, pid in pids.items():  # the ceiling's too: sockets' buffers
+                    rss[name].update(after=rss_bytes(pid), peak=rss_bytes(pid, "VmHWM"))
                 outcomes = {
                     name: by_label(metrics(found[name].admin_url), "tiercdn_requests_total")
                     for name in ("edge", "edge-disk", "edge-log")
@@ -610,12 +613,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = summarise(results)
     print_table(rows, label)
     print(f"requests by outcome: {outcomes}")
-    if rss_after is not None and rss_before is not None:
-        peak = f", peak {rss_peak / MIB:.1f} MiB" if rss_peak else ""
-        print(
-            f"edge RSS {rss_before / MIB:.1f} MiB before the runs, "
-            f"{rss_after / MIB:.1f} after{peak}"
-        )
+    for name, mem in rss.items():
+        before, after, peak = mem["before"], mem.get("after"), mem.get("peak")
+        if before is not None and after is not None and peak is not None:
+            print(
+                f"{name} RSS {before / MIB:.1f} MiB before the runs, "
+                f"{after / MIB:.1f} after, peak {peak / MIB:.1f} MiB"
+            )
     summary = {
         "scenario": "hitpath",
         "tool": tool,
@@ -625,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "hits": hits,
         "cells": rows,
         "stall_runs": stall_runs,
-        "edge_rss_bytes": {"before": rss_before, "after": rss_after, "peak": rss_peak},
+        "rss_bytes": rss,
         "requests_by_outcome": outcomes,
         "host": host_facts(load_before),
     }
