@@ -1,0 +1,198 @@
+"""Live channels: a synthetic source encoded in real time into low-latency DASH.
+
+The first part of live at the origin (the serving, ``tiercdn up --live`` and the
+tiers come next). The bundled ffmpeg encodes a test pattern with a burnt-in wall
+clock and frame counter, and a tone, over the sample's ladder, into a dynamic
+presentation: ``type="dynamic"``, ``availabilityStartTime``, a
+``timeShiftBufferDepth`` of ``window`` segments, ``SegmentTemplate`` with
+``$Number$``, ``availabilityTimeOffset`` with ``availabilityTimeComplete="false"``
+(LL-DASH: CMAF chunks of ``chunk_seconds``), a ``ServiceDescription`` latency
+target and ``UTCTiming`` at ``utc_timing_url``.
+
+Invariants (ffmpeg's dash muxer with ``-streaming 1 -ldash 1``, checked by
+``tests/functional/test_live_encoder.py``):
+
+- A segment being encoded is ``<name>.tmp``, growing a chunk at a time; it is
+  renamed to ``<name>`` when complete. ``segment_state`` reads that off the file
+  system, so the origin knows a complete segment (immutable) from a growing one
+  (sent chunked as it grows) from one not there yet (404).
+- Every run of the encoder writes into a folder of its own (``run_dir``): a
+  restarted encoder numbers its segments from 1 again under a new
+  ``availabilityStartTime``, and a URL a cache stored as immutable must never
+  name other bytes.
+- ``LiveEncoder`` restarts a dead ffmpeg (backoff ``RESTART_BACKOFF``, doubling,
+  logged and counted) and stops it on ``stop`` (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import enum
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from origin.packager import (
+    DEFAULT_LADDER,
+    INIT_NAME,
+    MANIFEST_NAME,
+    MEDIA_NAME,
+    SAMPLE_FPS,
+    Rendition,
+    _audio_args,
+    _ffmpeg_exe,
+    _video_args,
+)
+
+__all__ = ["LiveEncoder", "LiveSpec", "SegmentState", "encoder_args", "segment_state"]
+
+log = logging.getLogger(__name__)
+
+RESTART_BACKOFF = (1.0, 30.0)  # first delay, cap
+_STOP_SECONDS = 5.0  # SIGTERM to SIGKILL
+_FONTS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
+
+
+class SegmentState(enum.Enum):
+    COMPLETE = "complete"  # renamed into place: immutable
+    GROWING = "growing"  # ``.tmp``: being encoded, chunks arrive
+    ABSENT = "absent"  # not yet (or no longer) there
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveSpec:
+    """One channel: what ffmpeg encodes and how the presentation is timed."""
+
+    name: str
+    utc_timing_url: str  # the origin's time endpoint (ISO 8601, http-xsdate)
+    ladder: Sequence[Rendition] = DEFAULT_LADDER
+    segment_seconds: float = 2.0
+    chunk_seconds: float = 0.5  # CMAF chunk: what a growing segment gains at a time
+    window: int = 15  # segments in the manifest (timeShiftBufferDepth)
+    latency: float = 3.0  # ServiceDescription latency target, seconds
+    clock: bool = True  # burn in wall clock and frame counter (needs a font)
+
+
+def encoder_args(spec: LiveSpec, run_dir: Path, ffmpeg: str | None = None) -> list[str]:
+    """The ffmpeg command that encodes ``spec`` in real time into ``run_dir``."""
+    height = max(r.height for r in spec.ladder)
+    width = (height * 16 // 9) // 2 * 2
+    source = f"testsrc2=size={width}x{height}:rate={SAMPLE_FPS}"
+    if spec.clock and _has_font():
+        text = "%{localtime\\:%T} frame %{n}"
+        source += (
+            f",drawtext=text='{text}':fontsize={max(height // 18, 12)}:x=16:y=16"
+            ":fontcolor=white:box=1:boxcolor=black@0.6"
+        )
+    return [
+        *(ffmpeg or _ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"),
+        *("-re", "-f", "lavfi", "-i", source),
+        *("-re", "-f", "lavfi", "-i", "sine=frequency=440:beep_factor=4:sample_rate=48000"),
+        *_video_args("0:v:0", spec.ladder, spec.segment_seconds, preset="ultrafast"),
+        *("-tune", "zerolatency"),
+        *_audio_args("1:a:0"),
+        *("-f", "dash", "-seg_duration", str(spec.segment_seconds)),
+        *("-frag_type", "duration", "-frag_duration", str(spec.chunk_seconds)),
+        *("-ldash", "1", "-streaming", "1", "-target_latency", str(spec.latency)),
+        *("-window_size", str(spec.window), "-extra_window_size", "2"),
+        *("-use_template", "1", "-use_timeline", "0"),
+        *("-utc_timing_url", spec.utc_timing_url),
+        *("-init_seg_name", INIT_NAME, "-media_seg_name", MEDIA_NAME),
+        *("-adaptation_sets", "id=0,streams=v id=1,streams=a"),
+        str(run_dir / MANIFEST_NAME),
+    ]
+
+
+def segment_state(path: Path) -> SegmentState:
+    """Complete, growing or absent: what ffmpeg's file names say of ``path``."""
+    if path.is_file():
+        return SegmentState.COMPLETE
+    if path.with_name(path.name + ".tmp").is_file():
+        return SegmentState.GROWING
+    return SegmentState.ABSENT
+
+
+class LiveEncoder:
+    """Runs one channel's ffmpeg into a new folder under ``channel_dir`` per run."""
+
+    def __init__(self, spec: LiveSpec, channel_dir: Path) -> None:
+        self.spec, self.channel_dir = spec, channel_dir
+        self.run_dir: Path | None = None  # the current run's folder
+        self.restarts = 0  # guarded by: single event loop
+        self.last_error = ""  # the last lines a dead ffmpeg printed
+        self._proc: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def start(self) -> None:
+        await self._spawn()
+        self._task = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._end()
+
+    async def _spawn(self) -> None:
+        run = f"{int(time.time() * 1000):x}"  # a new name per run, ordered by start
+        self.run_dir = self.channel_dir / run
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._proc = await asyncio.create_subprocess_exec(
+            *encoder_args(self.spec, self.run_dir),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        log.info("live channel %s: encoding into %s", self.spec.name, self.run_dir)
+
+    async def _supervise(self) -> None:
+        delay = RESTART_BACKOFF[0]
+        while True:
+            proc = self._proc
+            assert proc is not None and proc.stderr is not None
+            tail: collections.deque[bytes] = collections.deque(maxlen=5)
+            async for line in proc.stderr:
+                tail.append(line)
+            code = await proc.wait()
+            self.last_error = b" | ".join(t.strip() for t in tail).decode(errors="replace")
+            self.restarts += 1
+            log.warning(
+                "live channel %s: encoder exited (%s)%s; restarting in %.0fs",
+                self.spec.name,
+                code,
+                f": {self.last_error}" if self.last_error else "",
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESTART_BACKOFF[1])
+            await self._spawn()
+
+    async def _end(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), _STOP_SECONDS)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<LiveEncoder {self.spec.name} {state} restarts={self.restarts}>"
+
+
+def _has_font() -> bool:
+    """drawtext needs a font fontconfig can find: any TrueType/OpenType file will do."""
+    return any(root.is_dir() and any(root.rglob("*.[to]tf")) for root in _FONTS)

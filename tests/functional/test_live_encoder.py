@@ -1,0 +1,84 @@
+"""A live channel's encoder: the real bundled ffmpeg, in real time, for a few seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from origin.live import LiveEncoder, LiveSpec, SegmentState, encoder_args, segment_state
+from origin.packager import Rendition
+
+pytestmark = pytest.mark.slow
+
+NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
+TIME_URL = "http://127.0.0.1:9/time"
+SPEC = LiveSpec("sports", TIME_URL, ladder=(Rendition(144, 150_000),), window=5)
+
+
+async def _until(check: Callable[[], object], seconds: float = 15.0) -> object:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {seconds}s")
+
+
+def test_encoder_args_without_a_clock_draw_no_text(tmp_path: Path) -> None:
+    args = encoder_args(LiveSpec("x", TIME_URL, clock=False), tmp_path, ffmpeg="ffmpeg")
+    assert "-re" in args and "-ldash" in args and args[-1] == str(tmp_path / "manifest.mpd")
+    assert not any("drawtext" in a for a in args)
+
+
+async def test_live_encoder_writes_a_low_latency_dynamic_presentation(tmp_path: Path) -> None:
+    """A dynamic LL-DASH MPD; a segment grows as ``.tmp`` chunk by chunk, then is complete;
+    a killed ffmpeg is restarted into a new run folder; stop leaves no ffmpeg behind."""
+    encoder = LiveEncoder(SPEC, tmp_path / "sports")
+    await encoder.start()
+    try:
+        first = encoder.run_dir
+        assert first is not None
+        segment = first / "chunk-0-00002.m4s"
+        growing = segment.with_name(segment.name + ".tmp")
+        await _until(lambda: segment_state(segment) is SegmentState.GROWING)
+        sizes = [growing.stat().st_size]
+        await _until(lambda: not growing.exists() or growing.stat().st_size > sizes[0])
+        await _until(lambda: segment_state(segment) is SegmentState.COMPLETE)
+        assert segment.stat().st_size > sizes[0]  # it grew before it was complete
+        assert segment_state(first / "chunk-0-99999.m4s") is SegmentState.ABSENT
+
+        mpd = first / "manifest.mpd"
+        await _until(lambda: b"</MPD>" in mpd.read_bytes())
+        root = ET.fromstring(mpd.read_bytes())
+        assert root.get("type") == "dynamic" and root.get("availabilityStartTime")
+        depth = root.get("timeShiftBufferDepth", "")  # the segments so far, up to the window
+        assert depth.startswith("PT") and 0 < float(depth[2:-1]) <= 10
+        assert root.find("d:ServiceDescription/d:Latency", NS).get("target") == "3000"  # type: ignore[union-attr]
+        assert root.find("d:UTCTiming", NS).get("value") == TIME_URL  # type: ignore[union-attr]
+        templates = root.findall(".//d:SegmentTemplate", NS)
+        assert len(templates) == 2  # video, audio
+        for template in templates:
+            assert template.get("availabilityTimeComplete") == "false"
+            assert float(template.get("availabilityTimeOffset", "0")) > 0
+            assert "$Number" in template.get("media", "")
+
+        assert encoder._proc is not None
+        os.kill(encoder._proc.pid, signal.SIGKILL)
+        await _until(lambda: encoder.restarts == 1 and encoder.running)
+        assert encoder.run_dir != first  # numbering starts again: never the same URLs
+        pid = encoder._proc.pid
+    finally:
+        await encoder.stop()
+    assert not encoder.running and not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
