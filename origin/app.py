@@ -35,6 +35,7 @@ import dataclasses
 import json
 import logging
 import random
+from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -43,6 +44,8 @@ from aiohttp.abc import AbstractStreamWriter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from origin.library import BadPath, Kind, Library, NotFound
+from origin.live import Channels, LiveSpec, utc_now_iso
+from origin.packager import DEFAULT_LADDER, parse_ladder
 from origin.settings import OriginSettings
 from shared.http import CDN_CACHE_CONTROL
 
@@ -50,6 +53,7 @@ __all__ = [
     "CURRENT_KEY",
     "FAULTS_KEY",
     "KIND_KEY",
+    "LIVE_KEY",
     "METRICS_KEY",
     "Current",
     "Faults",
@@ -145,6 +149,7 @@ class Current:
 CURRENT_KEY = web.AppKey("origin_current", Current)
 FAULTS_KEY = web.AppKey("origin_faults", Faults)
 METRICS_KEY = web.AppKey("origin_metrics", Metrics)
+LIVE_KEY = web.AppKey("origin_live", Channels)  # only with --live
 KIND_KEY = web.RequestKey("origin_kind", Kind)
 
 
@@ -196,6 +201,17 @@ def make_app(settings: OriginSettings) -> web.Application:
     app[CURRENT_KEY] = Current(settings, Library(root))
     app[METRICS_KEY] = Metrics.create()
     app[FAULTS_KEY] = Faults(settings.fault_status, settings.fault_reset_rate)
+    if settings.live:
+        ladder = parse_ladder(settings.live_ladder) if settings.live_ladder else DEFAULT_LADDER
+        specs = [LiveSpec(name, "/time", ladder=ladder) for name in settings.live]
+        channels = app[LIVE_KEY] = Channels(root / ".live", specs)  # hidden: not a title
+
+        async def live(app: web.Application) -> AsyncIterator[None]:
+            await channels.start()
+            yield
+            await channels.stop()
+
+        app.cleanup_ctx.append(live)
     app.router.add_route("*", "/{tail:.*}", _handle)
     app.on_response_prepare.append(_on_prepare)
     log.info("origin %s serving %s", settings.name, root.resolve())
@@ -232,11 +248,18 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     if request.method not in (hdrs.METH_GET, hdrs.METH_HEAD):
         return _error(405, "method not allowed", {hdrs.ALLOW: "GET, HEAD"})
     loop = asyncio.get_running_loop()
+    channels = request.app.get(LIVE_KEY)
     if raw == "/":
         titles = await loop.run_in_executor(None, library.titles)
+        if channels is not None:
+            titles += channels.listing()
         return web.json_response(
             titles, headers={hdrs.CACHE_CONTROL: f"public, max-age={LISTING_MAX_AGE}"}
         )
+    if raw == "/time":  # UTCTiming (http-xsdate) of live presentations
+        return web.Response(text=utc_now_iso(), headers={hdrs.CACHE_CONTROL: "no-store"})
+    if channels is not None and raw.startswith("/live/"):
+        return await channels.respond(request, raw)
     try:
         path, content_type = await loop.run_in_executor(None, _lookup, library, raw)
     except BadPath as exc:

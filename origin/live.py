@@ -30,11 +30,15 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import datetime
 import enum
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from aiohttp import web
 
 from origin.packager import (
     DEFAULT_LADDER,
@@ -48,7 +52,15 @@ from origin.packager import (
     _video_args,
 )
 
-__all__ = ["LiveEncoder", "LiveSpec", "SegmentState", "encoder_args", "segment_state"]
+__all__ = [
+    "Channels",
+    "LiveEncoder",
+    "LiveSpec",
+    "SegmentState",
+    "encoder_args",
+    "segment_state",
+    "utc_now_iso",
+]
 
 log = logging.getLogger(__name__)
 
@@ -196,3 +208,163 @@ class LiveEncoder:
 def _has_font() -> bool:
     """drawtext needs a font fontconfig can find: any TrueType/OpenType file will do."""
     return any(root.is_dir() and any(root.rglob("*.[to]tf")) for root in _FONTS)
+
+
+class Channels:
+    """The origin's live channels under ``root`` (``<library>/.live``): their encoders,
+    and the answers for ``/live/<name>/...`` and ``/time``.
+
+    - ``/live/<name>/manifest.mpd`` is the current run's MPD with a ``BaseURL`` of
+      ``<run>/``: every run's segments have URLs of their own. ``max-age`` is half a
+      segment (at least 1 s): one upstream revalidation per tier per half segment.
+    - ``/live/<name>/<run>/<file>``: a complete file is immutable; a growing segment is
+      sent chunked as ffmpeg writes it and ends when it is renamed into place (a
+      segment that stops growing or vanishes aborts the connection: a cache never
+      stores a short one); anything else is 404.
+    - ``/time``: the UTC time as ISO 8601 (``UTCTiming`` http-xsdate), never cached."""
+
+    def __init__(self, root: Path, specs: Sequence[LiveSpec]) -> None:
+        self.root = root
+        self.encoders = {spec.name: LiveEncoder(spec, root / spec.name) for spec in specs}
+
+    async def start(self) -> None:
+        for encoder in self.encoders.values():
+            await encoder.start()
+
+    async def stop(self) -> None:
+        for encoder in self.encoders.values():
+            await encoder.stop()
+
+    def listing(self) -> list[dict[str, object]]:
+        """``GET /``'s entries for the channels."""
+        return [
+            {
+                "name": name,
+                "live": True,
+                "manifest": f"/live/{name}/{MANIFEST_NAME}",
+                "running": encoder.running,
+                "restarts": encoder.restarts,
+            }
+            for name, encoder in self.encoders.items()
+        ]
+
+    async def respond(self, request: web.Request, raw: str) -> web.StreamResponse:
+        parts = raw.split("/")  # "", "live", name, ...
+        encoder = self.encoders.get(parts[2]) if len(parts) > 3 else None
+        if encoder is None or any(p in ("", ".", "..") or "\\" in p for p in parts[3:]):
+            return _text(404, "no such channel or file")
+        if len(parts) == 4 and parts[3] == MANIFEST_NAME:
+            return await self._manifest(encoder)
+        run = encoder.run_dir
+        if len(parts) != 5 or run is None or parts[3] != run.name or parts[4].endswith(".tmp"):
+            return _text(404, "no such file in the current run")
+        path = run / parts[4]
+        state = segment_state(path)
+        headers = {
+            "Content-Type": "application/dash+xml"
+            if path.suffix == ".mpd"
+            else "video/iso.segment",
+            "Cache-Control": "public, max-age=31536000, immutable",
+        }
+        if state is SegmentState.COMPLETE:
+            response = web.FileResponse(path, headers=headers)
+            response.content_type = headers["Content-Type"]
+            return response
+        if state is SegmentState.ABSENT:
+            return _text(404, "not available")
+        return await self._growing(request, path, headers, encoder.spec.segment_seconds)
+
+    async def _manifest(self, encoder: LiveEncoder) -> web.StreamResponse:
+        run = encoder.run_dir
+        mpd = None if run is None else run / MANIFEST_NAME
+        loop = asyncio.get_running_loop()
+        text = await loop.run_in_executor(None, _read_text, mpd)
+        if text is None or run is None or "</MPD>" not in text:
+            return _text(503, "channel starting", {"Retry-After": "1"})
+        max_age = max(1, int(encoder.spec.segment_seconds / 2))
+        return web.Response(
+            text=_with_base_url(text, f"{run.name}/"),
+            content_type="application/dash+xml",
+            headers={"Cache-Control": f"public, max-age={max_age}"},
+        )
+
+    async def _growing(
+        self, request: web.Request, path: Path, headers: dict[str, str], segment: float
+    ) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            fobj = await loop.run_in_executor(None, open, tmp, "rb")
+        except FileNotFoundError:  # renamed meanwhile: complete now
+            return web.FileResponse(path, headers=headers)
+        response = web.StreamResponse(headers=headers)
+        response.enable_chunked_encoding()
+        try:
+            inode = os.fstat(fobj.fileno()).st_ino
+            await response.prepare(request)
+            idle_since = loop.time()
+            while True:
+                data = await loop.run_in_executor(None, fobj.read, _READ)
+                if data:
+                    await response.write(data)
+                    idle_since = loop.time()
+                    continue
+                if _renamed(path, inode):  # complete: what is left, then the end
+                    while data := await loop.run_in_executor(None, fobj.read, _READ):
+                        await response.write(data)
+                    break
+                if loop.time() - idle_since > 2 * segment or _gone(tmp, path):
+                    log.warning("live %s stopped growing: connection aborted", path)
+                    if request.transport is not None:
+                        request.transport.abort()  # never a short body that looks whole
+                    return response
+                await asyncio.sleep(_POLL)
+        finally:
+            fobj.close()
+        await response.write_eof()
+        return response
+
+
+_READ = 64 * 1024
+_POLL = 0.02  # seconds between looks at a growing segment
+
+
+def _renamed(path: Path, inode: int) -> bool:
+    try:
+        return os.stat(path).st_ino == inode
+    except FileNotFoundError:
+        return False
+
+
+def _gone(*paths: Path) -> bool:
+    return not any(p.exists() for p in paths)
+
+
+def _read_text(path: Path | None) -> str | None:
+    try:
+        return None if path is None else path.read_text(encoding="utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+
+
+def _with_base_url(mpd: str, base: str) -> str:
+    """``mpd`` with an MPD-level ``BaseURL`` (after ProgramInformation, as the schema
+    orders it), so its relative segment URLs resolve into one run's folder."""
+    element = f"<BaseURL>{base}</BaseURL>"
+    end = mpd.find("</ProgramInformation>")
+    if end >= 0:
+        end += len("</ProgramInformation>")
+    else:
+        start = mpd.find("<MPD")
+        end = mpd.find(">", start) + 1
+    return f"{mpd[:end]}\n\t{element}{mpd[end:]}"
+
+
+def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=f"{status}: {text}", headers=headers)
+
+
+def utc_now_iso() -> str:
+    """The time ``/time`` answers: ISO 8601 UTC with milliseconds (http-xsdate)."""
+    now = datetime.datetime.now(datetime.UTC)
+    return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from origin.packager import parse_ladder
 from shared.service.settings import ServiceSettings, duration_field, option, size_field
 
 __all__ = ["OriginSettings"]
@@ -36,6 +37,12 @@ class OriginSettings(ServiceSettings):
     error_cache_control: str = option(
         "no-store", "Cache-Control of error responses; '' = none (a CDN's --negative-ttl applies)"
     )
+    live: tuple[str, ...] = option(
+        (), "live channel NAME, encoded in real time and served at /live/NAME/ (repeat)"
+    )
+    live_ladder: str = option(
+        "", "video rungs of live channels as HEIGHT:BITRATE,... ('' = the sample's ladder)"
+    )
     fault_delay: float = duration_field("0s", "fault: added latency before response headers")
     fault_rate: int = size_field(
         "0", "fault: per-response bandwidth cap in bytes per second (0 = off)"
@@ -55,6 +62,14 @@ class OriginSettings(ServiceSettings):
         for field in ("manifest_max_age", "segment_max_age", "fault_delay"):
             if getattr(self, field) < 0:
                 raise ValueError(f"--{field.replace('_', '-')} must not be negative")
+        for name in self.live:
+            if not name or not all(c.isalnum() or c in "-_" for c in name):
+                raise ValueError(f"--live {name!r}: use letters, digits, '-' and '_'")
+        if self.live_ladder:
+            try:
+                parse_ladder(self.live_ladder)
+            except ValueError as exc:
+                raise ValueError(f"--live-ladder: {exc}") from None
         if self.fault_rate < 0:
             raise ValueError("--fault-rate must not be negative")
         if self.fault_status and not 400 <= self.fault_status <= 599:

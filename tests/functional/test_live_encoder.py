@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import signal
 import time
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from origin.app import LIVE_KEY, make_app
 from origin.live import LiveEncoder, LiveSpec, SegmentState, encoder_args, segment_state
 from origin.packager import Rendition
+from origin.settings import OriginSettings
 
 pytestmark = pytest.mark.slow
 
@@ -82,3 +85,82 @@ async def test_live_encoder_writes_a_low_latency_dynamic_presentation(tmp_path: 
 
 def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
+
+
+# --- the origin serving a live channel -------------------------------------------------
+
+
+async def test_origin_serves_a_live_channel(aiohttp_server, http, tmp_path: Path) -> None:
+    """``--live sports``: the MPD (its run's BaseURL, max-age of half a segment), a growing
+    segment sent chunked before it is complete and whole after, complete segments
+    immutable, ``/time``, the listing; bad paths and future segments are 404s."""
+    settings = OriginSettings(
+        library=str(tmp_path), port=0, admin_port=0, live=("sports",), live_ladder="144:150k"
+    )
+    server = await aiohttp_server(make_app(settings))
+    base = f"http://127.0.0.1:{server.port}"
+    channels = server.app[LIVE_KEY]
+    encoder = channels.encoders["sports"]
+
+    async def manifest() -> str:
+        async with http.get(f"{base}/live/sports/manifest.mpd") as r:
+            if r.status == 503:
+                assert r.headers["Retry-After"] == "1"
+                return ""
+            assert r.status == 200 and r.headers["Cache-Control"] == "public, max-age=1"
+            text = await r.text()
+            return text if "$Number" in text else ""
+
+    for _ in range(150):  # the encoder's first MPD: within 15 s
+        if text := await manifest():
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("no live MPD within 15 s")
+    run = encoder.run_dir
+    assert run is not None
+    root = ET.fromstring(text)
+    assert root.get("type") == "dynamic"
+    assert root.find("d:BaseURL", NS).text == f"{run.name}/"  # type: ignore[union-attr]
+
+    segment = run / "chunk-0-00002.m4s"
+    await _until(lambda: segment_state(segment) is SegmentState.GROWING)
+    url = f"{base}/live/sports/{run.name}/{segment.name}"
+    async with http.get(url) as r:
+        assert r.status == 200 and "Content-Length" not in r.headers
+        assert r.headers["Transfer-Encoding"] == "chunked"
+        assert "immutable" in r.headers["Cache-Control"]
+        first = await r.content.readany()  # before the segment is complete
+        assert first and segment_state(segment) is SegmentState.GROWING
+        body = first + await r.read()
+    assert body == segment.read_bytes()  # the whole segment, as it ended
+
+    async with http.get(url) as r:  # complete now: a plain file
+        assert r.status == 200 and int(r.headers["Content-Length"]) == len(body)
+    async with http.get(f"{base}/time") as r:
+        assert r.headers["Cache-Control"] == "no-store"
+        assert abs(datetime.datetime.fromisoformat(await r.text()).timestamp() - time.time()) < 5
+    async with http.get(f"{base}/") as r:
+        entries = await r.json()
+    assert not any("live/" in t["name"] for t in entries)  # a run's folder is no VOD title
+    listed = [t for t in entries if t.get("live")]
+    assert listed == [
+        {
+            "name": "sports",
+            "live": True,
+            "manifest": "/live/sports/manifest.mpd",
+            "running": True,
+            "restarts": 0,
+        }
+    ]
+    for bad in (
+        f"/live/sports/{run.name}/chunk-0-99999.m4s",  # not yet
+        f"/live/sports/{run.name}/{segment.name}.tmp",
+        f"/live/sports/{run.name}/../../etc/passwd",
+        f"/live/sports/%2e%2e/{segment.name}",
+        "/live/other/manifest.mpd",
+        "/live/sports/0/chunk-0-00001.m4s",  # not the current run
+    ):
+        async with http.get(base + bad) as r:
+            assert r.status in (400, 404), bad
+            assert "no-store" in r.headers.get("Cache-Control", ""), bad
