@@ -78,6 +78,9 @@ class UpSettings:
     regional_cache_bytes: int = size_field("1GiB", "regional memory store budget")
     cache_dir: str = option("cache", "directory of the regional's disk tier (kept across restarts)")
     sample_duration: float = option(60.0, "seconds of the sample title made on first run")
+    live: tuple[str, ...] = option(
+        (), "live channel NAME at the origin, played at /live/NAME/manifest.mpd (repeat)"
+    )
     access_log: bool = option(False, "each tier logs one line per request")
     access_log_file: str = option(
         "", "every tier appends its access lines here (reopened on SIGUSR1); '' = stderr"
@@ -119,7 +122,8 @@ def _print_ready(top: Topology, started: float, token: bool) -> None:
         titles = json.load(resp)
     print(f"\ntiercdn is up in {time.monotonic() - started:.1f}s", flush=True)
     for title in titles:
-        print(f"  play:      {top.edge.url}{title['manifest']}")
+        live = "  (live)" if title.get("live") else ""
+        print(f"  play:      {top.edge.url}{title['manifest']}{live}")
     for tier in reversed(top.tiers.values()):
         print(f"  {tier.name + ':':<10} {tier.url}/   admin {tier.admin_url}/stats")
     if token:
@@ -263,6 +267,8 @@ class _TierConfigs:
             table["cache-bytes"] = budget
             if s.admin_token:
                 table["admin-token"] = s.admin_token
+        if tier == "origin" and s.live:
+            table["live"] = list(s.live)
         if s.access_log:
             table["access-log"] = True
         if s.access_log_file:

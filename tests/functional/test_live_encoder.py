@@ -164,3 +164,39 @@ async def test_origin_serves_a_live_channel(aiohttp_server, http, tmp_path: Path
         async with http.get(base + bad) as r:
             assert r.status in (400, 404), bad
             assert "no-store" in r.headers.get("Cache-Control", ""), bad
+
+
+async def test_a_growing_live_segment_streams_through_regional_and_edge(
+    aiohttp_server, start_node, http, tmp_path: Path
+) -> None:
+    """Through edge -> regional -> origin, a segment still being encoded reaches two
+    viewers chunk by chunk (their first bytes before it is complete), whole; it is
+    stored when complete: the next request is an edge hit."""
+    settings = OriginSettings(
+        library=str(tmp_path), port=0, admin_port=0, live=("sports",), live_ladder="144:150k"
+    )
+    origin = await aiohttp_server(make_app(settings))
+    regional = await start_node("regional-1", f"http://127.0.0.1:{origin.port}")
+    edge = await start_node("edge-1", f"http://127.0.0.1:{regional.port}", cors_origin="*")
+    encoder = origin.app[LIVE_KEY].encoders["sports"]
+    await _until(lambda: encoder.run_dir is not None)
+    run = encoder.run_dir
+    assert run is not None
+    segment = run / "chunk-0-00002.m4s"
+    await _until(lambda: segment_state(segment) is SegmentState.GROWING)
+    url = f"http://127.0.0.1:{edge.port}/live/sports/{run.name}/{segment.name}"
+
+    async def view() -> tuple[bool, bytes]:
+        async with http.get(url) as r:
+            assert r.status == 200
+            first = await r.content.readany()
+            early = segment_state(segment) is SegmentState.GROWING
+            return early, first + await r.read()
+
+    results = await asyncio.gather(view(), view())
+    whole = segment.read_bytes()
+    assert [body == whole for _, body in results] == [True, True]
+    assert all(early for early, _ in results), results  # chunks before the end
+    async with http.get(url) as r:
+        assert await r.read() == whole
+        assert "edge-1; hit" in r.headers["Cache-Status"]

@@ -501,3 +501,40 @@ async def test_up_access_log_file_has_every_tier_and_reopens_on_sigusr1(
             raise AssertionError("a tier kept writing to the moved file")
         assert rotated.read_text().splitlines()[: len(before)] == before
         assert "Traceback" not in (tmp_path / "up.err").read_text()
+
+
+async def test_up_live_channel_plays_through_the_edge_and_stops_with_up(
+    sample_library, http, tmp_path
+):
+    """``up --live sports``: the origin runs the channel's encoder, its dynamic MPD comes
+    through the edge, and stopping up stops the encoder."""
+    ports, offset = ports_with_admin()
+    config = tmp_path / "cdn.toml"
+    config.write_text('[origin]\nlive-ladder = "144:150k"\n')
+    argv = up_argv(sample_library, ports, offset, tmp_path, "--live", "sports")
+    argv += ["--config", str(config)]
+    mpd = f"http://127.0.0.1:{ports[0]}/live/sports/manifest.mpd"
+    async with running_up(argv, tmp_path / "up.err") as proc:
+        encoders = _descendants_named(proc.pid, "ffmpeg")
+        assert len(encoders) == 1, encoders
+        assert len(encoders) == 1
+        async with asyncio.timeout(20):
+            while True:
+                async with http.get(mpd) as r:
+                    if r.status == 200:
+                        assert ET.fromstring(await r.read()).get("type") == "dynamic"
+                        break
+                    assert r.status == 503
+                await asyncio.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await proc.wait() == 0
+    assert not _any_alive(encoders)
+
+
+def _any_alive(pids: list[int]) -> bool:
+    return any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def _descendants_named(pid: int, name: str) -> list[int]:
+    return [p for p in descendants(pid) if name in Path(f"/proc/{p}/comm").read_text()]
