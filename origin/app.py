@@ -44,7 +44,7 @@ from aiohttp.abc import AbstractStreamWriter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from origin.library import BadPath, Kind, Library, NotFound
-from origin.live import Channels, LiveSpec, utc_now_iso
+from origin.live import OWN_CACHE_CONTROL, Channels, LiveSpec, utc_now_iso
 from origin.packager import DEFAULT_LADDER, parse_ladder
 from origin.settings import OriginSettings
 from shared.http import CDN_CACHE_CONTROL
@@ -312,7 +312,7 @@ def _error(status: int, text: str, headers: dict[str, str] | None = None) -> web
 
 async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
     """Runs once per response, after its status is decided and before headers go out."""
-    if response.status >= 400:
+    if response.status >= 400 and not request.get(OWN_CACHE_CONTROL):
         # FileResponse may still turn a file into 403/404/412/416 after we set
         # Cache-Control by kind; an error must never be cached as a segment.
         response.headers.popall(CDN_CACHE_CONTROL, None)

@@ -34,6 +34,7 @@ import datetime
 import enum
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +54,7 @@ from origin.packager import (
 )
 
 __all__ = [
+    "OWN_CACHE_CONTROL",
     "Channels",
     "LiveEncoder",
     "LiveSpec",
@@ -271,8 +273,36 @@ class Channels:
             response.content_type = headers["Content-Type"]
             return response
         if state is SegmentState.ABSENT:
-            return _text(404, "not available")
+            return self._not_available(request, encoder, run, parts[4])
         return await self._growing(request, path, headers, encoder.spec.segment_seconds)
+
+    def _not_available(
+        self, request: web.Request, encoder: LiveEncoder, run: Path, name: str
+    ) -> web.Response:
+        """404 for a segment not there: cacheable until just before it can be there (a
+        wave of early requests costs one origin request per tier), never longer; a
+        segment already gone from the window stays gone (a minute)."""
+        found = _MEDIA.fullmatch(name)
+        start = _availability_start(run)
+        if found is None or start is None:
+            return _text(404, "not available")
+        seg = encoder.spec.segment_seconds
+        # LL: segment n (from 1) can be asked for once its first chunk exists, about
+        # one chunk after it starts: start + (n - 1) * seg + chunk
+        opens = start + (int(found.group(1)) - 1) * seg + encoder.spec.chunk_seconds
+        wait = opens - time.time()
+        if wait <= -(encoder.spec.window + 3) * seg:
+            cache_control = "public, max-age=60"  # slid out of the window: gone for good
+        elif wait >= 1:
+            cache_control = f"public, max-age={int(wait)}"
+        else:
+            cache_control = "no-store"
+        request[OWN_CACHE_CONTROL] = True
+        return _text(
+            404,
+            "not available yet" if wait > 0 else "not available",
+            {"Cache-Control": cache_control},
+        )
 
     async def _manifest(self, encoder: LiveEncoder) -> web.StreamResponse:
         run = encoder.run_dir
@@ -326,6 +356,21 @@ class Channels:
 
 
 _READ = 64 * 1024
+_MEDIA = re.compile(r"chunk-\d+-(\d+)\.m4s")  # MEDIA_NAME: chunk-$RepresentationID$-$Number$
+# a live answer that set its own Cache-Control, kept by the origin's error handling
+OWN_CACHE_CONTROL = web.RequestKey("live_own_cache_control", bool)
+
+
+def _availability_start(run: Path) -> float | None:
+    """The run MPD's ``availabilityStartTime`` (epoch seconds), if it is written."""
+    text = _read_text(run / MANIFEST_NAME)
+    found = None if text is None else _AST.search(text)
+    if found is None:
+        return None
+    return datetime.datetime.fromisoformat(found.group(1).replace("Z", "+00:00")).timestamp()
+
+
+_AST = re.compile(r'availabilityStartTime="([^"]+)"')
 _POLL = 0.02  # seconds between looks at a growing segment
 
 

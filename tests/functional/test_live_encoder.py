@@ -153,8 +153,15 @@ async def test_origin_serves_a_live_channel(aiohttp_server, http, tmp_path: Path
             "restarts": 0,
         }
     ]
+    soon = int(segment.name[8:13]) + 2  # two segments ahead: a few seconds away
+    async with http.get(f"{base}/live/sports/{run.name}/chunk-0-{soon:05d}.m4s") as r:
+        assert r.status == 404
+        cc = r.headers["Cache-Control"]  # never past the moment it can exist
+        assert cc == "no-store" or (cc.startswith("public, max-age=") and int(cc[16:]) <= 5), cc
+    async with http.get(f"{base}/live/sports/{run.name}/chunk-0-99999.m4s") as r:
+        assert r.status == 404  # far ahead: its 404 may be kept until then
+        assert int(r.headers["Cache-Control"].removeprefix("public, max-age=")) > 100_000
     for bad in (
-        f"/live/sports/{run.name}/chunk-0-99999.m4s",  # not yet
         f"/live/sports/{run.name}/{segment.name}.tmp",
         f"/live/sports/{run.name}/../../etc/passwd",
         f"/live/sports/%2e%2e/{segment.name}",
