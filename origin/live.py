@@ -33,6 +33,7 @@ import dataclasses
 import datetime
 import enum
 import logging
+import math
 import os
 import re
 import time
@@ -138,6 +139,7 @@ class LiveEncoder:
         self.run_dir: Path | None = None  # the current run's folder
         self.restarts = 0  # guarded by: single event loop
         self.last_error = ""  # the last lines a dead ffmpeg printed
+        self.restart_at = 0.0  # monotonic time of the next start, while it is down
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -187,6 +189,7 @@ class LiveEncoder:
                 f": {self.last_error}" if self.last_error else "",
                 delay,
             )
+            self.restart_at = time.monotonic() + delay
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_BACKOFF[1])
             await self._spawn()
@@ -255,8 +258,9 @@ class Channels:
         encoder = self.encoders.get(parts[2]) if len(parts) > 3 else None
         if encoder is None or any(p in ("", ".", "..") or "\\" in p for p in parts[3:]):
             return _text(404, "no such channel or file")
+        down = not encoder.running
         if len(parts) == 4 and parts[3] == MANIFEST_NAME:
-            return await self._manifest(encoder)
+            return _down(encoder) if down else await self._manifest(encoder)
         run = encoder.run_dir
         if len(parts) != 5 or run is None or parts[3] != run.name or parts[4].endswith(".tmp"):
             return _text(404, "no such file in the current run")
@@ -272,6 +276,8 @@ class Channels:
             response = web.FileResponse(path, headers=headers)
             response.content_type = headers["Content-Type"]
             return response
+        if down:  # nothing more comes from this run: say so, and when to ask again
+            return _down(encoder)
         if state is SegmentState.ABSENT:
             return self._not_available(request, encoder, run, parts[4])
         return await self._growing(request, path, headers, encoder.spec.segment_seconds)
@@ -403,6 +409,12 @@ def _with_base_url(mpd: str, base: str) -> str:
         start = mpd.find("<MPD")
         end = mpd.find(">", start) + 1
     return f"{mpd[:end]}\n\t{element}{mpd[end:]}"
+
+
+def _down(encoder: LiveEncoder) -> web.Response:
+    """503 while a channel's encoder is down, ``Retry-After`` its restart (no-store)."""
+    wait = max(1, math.ceil(encoder.restart_at - time.monotonic()))
+    return _text(503, "live encoder down: restarting", {"Retry-After": str(wait)})
 
 
 def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -161,6 +161,16 @@ async def test_origin_serves_a_live_channel(aiohttp_server, http, tmp_path: Path
     async with http.get(f"{base}/live/sports/{run.name}/chunk-0-99999.m4s") as r:
         assert r.status == 404  # far ahead: its 404 may be kept until then
         assert int(r.headers["Cache-Control"].removeprefix("public, max-age=")) > 100_000
+    os.kill(encoder._proc.pid, signal.SIGKILL)  # a dead encoder: 503s until it is back
+    await _until(lambda: not encoder.running, 5)
+    for path in ("manifest.mpd", f"{run.name}/chunk-0-{soon + 3:05d}.m4s"):
+        async with http.get(f"{base}/live/sports/{path}") as r:
+            assert r.status == 503 and int(r.headers["Retry-After"]) >= 1, path
+            assert r.headers["Cache-Control"] == "no-store"
+    async with http.get(url) as r:  # a complete segment of the old run is still whole
+        assert r.status == 200 and await r.read() == body
+    await _until(lambda: encoder.running, 10)
+    assert encoder.run_dir != run
     for bad in (
         f"/live/sports/{run.name}/{segment.name}.tmp",
         f"/live/sports/{run.name}/../../etc/passwd",
