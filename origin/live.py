@@ -142,6 +142,22 @@ class LiveEncoder:
         self.restart_at = 0.0  # monotonic time of the next start, while it is down
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
+        self._start: tuple[Path, float] | None = None  # (run, its availability start)
+
+    def availability_start(self) -> float | None:
+        """The current run MPD's ``availabilityStartTime`` (epoch seconds), once written:
+        fixed for the run, so read once per run."""
+        run = self.run_dir
+        if run is None:
+            return None
+        if self._start is None or self._start[0] != run:
+            text = _read_text(run / MANIFEST_NAME)
+            found = None if text is None else _AST.search(text)
+            if found is None:
+                return None
+            iso = found.group(1).replace("Z", "+00:00")
+            self._start = (run, datetime.datetime.fromisoformat(iso).timestamp())
+        return self._start[1]
 
     @property
     def running(self) -> bool:
@@ -229,7 +245,6 @@ class Channels:
     - ``/time``: the UTC time as ISO 8601 (``UTCTiming`` http-xsdate), never cached."""
 
     def __init__(self, root: Path, specs: Sequence[LiveSpec]) -> None:
-        self.root = root
         self.encoders = {spec.name: LiveEncoder(spec, root / spec.name) for spec in specs}
 
     async def start(self) -> None:
@@ -289,7 +304,7 @@ class Channels:
         wave of early requests costs one origin request per tier), never longer; a
         segment already gone from the window stays gone (a minute)."""
         found = _MEDIA.fullmatch(name)
-        start = _availability_start(run)
+        start = encoder.availability_start()
         if found is None or start is None:
             return _text(404, "not available")
         seg = encoder.spec.segment_seconds
@@ -365,15 +380,6 @@ _READ = 64 * 1024
 _MEDIA = re.compile(r"chunk-\d+-(\d+)\.m4s")  # MEDIA_NAME: chunk-$RepresentationID$-$Number$
 # a live answer that set its own Cache-Control, kept by the origin's error handling
 OWN_CACHE_CONTROL = web.RequestKey("live_own_cache_control", bool)
-
-
-def _availability_start(run: Path) -> float | None:
-    """The run MPD's ``availabilityStartTime`` (epoch seconds), if it is written."""
-    text = _read_text(run / MANIFEST_NAME)
-    found = None if text is None else _AST.search(text)
-    if found is None:
-        return None
-    return datetime.datetime.fromisoformat(found.group(1).replace("Z", "+00:00")).timestamp()
 
 
 _AST = re.compile(r'availabilityStartTime="([^"]+)"')

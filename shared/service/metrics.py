@@ -144,7 +144,7 @@ class Timings(Collector, Generic[K]):
     bisect and two additions; cumulative buckets are made at scrape time.
 
     ``series[key]`` is one list per label value: a count per bucket (the last is
-    +Inf), then the sum. A hot caller may hold its key's series and update it alike."""
+    +Inf), then the sum (one look-up per observation)."""
 
     def __init__(
         self, name: str, help: str, label: str, labels: dict[K, str], buckets: Iterable[float]
