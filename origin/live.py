@@ -277,14 +277,17 @@ class Channels:
         if len(parts) == 4 and parts[3] == MANIFEST_NAME:
             return _down(encoder) if down else await self._manifest(encoder)
         run = encoder.run_dir
-        if len(parts) != 5 or run is None or parts[3] != run.name or parts[4].endswith(".tmp"):
-            return _text(404, "no such file in the current run")
+        if (
+            len(parts) != 5
+            or run is None
+            or parts[3] != run.name
+            or not parts[4].endswith(_SEGMENT_SUFFIXES)  # the run's MPD changes: not here
+        ):
+            return _text(404, "no such segment in the current run")
         path = run / parts[4]
         state = segment_state(path)
         headers = {
-            "Content-Type": "application/dash+xml"
-            if path.suffix == ".mpd"
-            else "video/iso.segment",
+            "Content-Type": "video/iso.segment",
             "Cache-Control": "public, max-age=31536000, immutable",
         }
         if state is SegmentState.COMPLETE:
@@ -377,6 +380,7 @@ class Channels:
 
 
 _READ = 64 * 1024
+_SEGMENT_SUFFIXES = (".m4s", ".mp4")  # MEDIA_NAME, INIT_NAME: immutable once complete
 _MEDIA = re.compile(r"chunk-\d+-(\d+)\.m4s")  # MEDIA_NAME: chunk-$RepresentationID$-$Number$
 # a live answer that set its own Cache-Control, kept by the origin's error handling
 OWN_CACHE_CONTROL = web.RequestKey("live_own_cache_control", bool)

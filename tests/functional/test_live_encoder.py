@@ -137,6 +137,8 @@ async def test_origin_serves_a_live_channel(aiohttp_server, http, tmp_path: Path
 
     async with http.get(url) as r:  # complete now: a plain file
         assert r.status == 200 and int(r.headers["Content-Length"]) == len(body)
+    async with http.get(f"{base}/live/sports/{run.name}/manifest.mpd") as r:
+        assert r.status == 404  # it changes: never served as an immutable file
     async with http.get(f"{base}/time") as r:
         assert r.headers["Cache-Control"] == "no-store"
         assert abs(datetime.datetime.fromisoformat(await r.text()).timestamp() - time.time()) < 5
