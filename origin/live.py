@@ -280,10 +280,12 @@ class Channels:
         if (
             len(parts) != 5
             or run is None
-            or parts[3] != run.name
             or not parts[4].endswith(_SEGMENT_SUFFIXES)  # the run's MPD changes: not here
         ):
             return _text(404, "no such segment in the current run")
+        if parts[3] != run.name:  # an earlier run's (or no run's): it never comes back
+            request[OWN_CACHE_CONTROL] = True
+            return _text(404, "not in the current run", {"Cache-Control": _GONE})
         path = run / parts[4]
         state = segment_state(path)
         headers = {
@@ -310,13 +312,13 @@ class Channels:
         start = encoder.availability_start()
         if found is None or start is None:
             return _text(404, "not available")
-        seg = encoder.spec.segment_seconds
+        seg, number = encoder.spec.segment_seconds, int(found.group(1))
         # LL: segment n (from 1) can be asked for once its first chunk exists, about
         # one chunk after it starts: start + (n - 1) * seg + chunk
-        opens = start + (int(found.group(1)) - 1) * seg + encoder.spec.chunk_seconds
+        opens = start + (number - 1) * seg + encoder.spec.chunk_seconds
         wait = opens - time.time()
-        if wait <= -(encoder.spec.window + 3) * seg:
-            cache_control = "public, max-age=60"  # slid out of the window: gone for good
+        if number < 1 or wait <= -(encoder.spec.window + 3) * seg:
+            cache_control = _GONE  # before the first, or slid out of the window
         elif wait >= 1:
             cache_control = f"public, max-age={int(wait)}"
         else:
@@ -380,6 +382,7 @@ class Channels:
 
 
 _READ = 64 * 1024
+_GONE = "public, max-age=60"  # a 404 for a segment that can never be there again
 _SEGMENT_SUFFIXES = (".m4s", ".mp4")  # MEDIA_NAME, INIT_NAME: immutable once complete
 _MEDIA = re.compile(r"chunk-\d+-(\d+)\.m4s")  # MEDIA_NAME: chunk-$RepresentationID$-$Number$
 # a live answer that set its own Cache-Control, kept by the origin's error handling

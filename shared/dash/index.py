@@ -3,7 +3,8 @@
 Pure: no I/O, no clock. A cache node hands every MPD it serves to
 ``SegmentIndex.learn``; ``classify(path)`` then says whether a URL path is the
 init or a media segment of a known representation (with its bitrate rank), and
-``next_segments`` names the media segments after it (for prefetch).
+``next_segments`` names the media segments after it (for prefetch), ``upcoming``
+with the time each may be requested (a dynamic MPD's segment availability).
 
 Invariants:
 
@@ -88,8 +89,9 @@ class SegmentIndex:
         # guarded by: single event loop (every method is synchronous)
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._by_dir: dict[str, dict[str, None]] = {}  # directory -> MPD paths (ordered set)
-        # path -> (k, its MPD path or None, the next k paths): cleared on any change
-        self._next: dict[str, tuple[int, str | None, tuple[str, ...]]] = {}
+        # path -> (k, its MPD path or None, the next k (path, available at)): cleared on
+        # any change
+        self._next: dict[str, tuple[int, str | None, tuple[tuple[str, float | None], ...]]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -126,7 +128,12 @@ class SegmentIndex:
         return None if found is None else found[0]
 
     def next_segments(self, path: str, k: int) -> list[str]:
-        """Paths of the ``k`` media segments after ``path`` in its representation.
+        """Paths of the ``k`` media segments after ``path`` in its representation."""
+        return [p for p, _ in self.upcoming(path, k)]
+
+    def upcoming(self, path: str, k: int) -> list[tuple[str, float | None]]:
+        """The ``k`` media segments after ``path`` in its representation, each with the
+        Unix time from which it may be requested (a dynamic MPD's timing; else None).
 
         Asked on every segment request at the edge (prefetch), hits included: the
         answer is kept per path until the index changes (``learn``, eviction)."""
@@ -140,8 +147,10 @@ class SegmentIndex:
             self._entries.move_to_end(known[1])  # the LRU touch ``_match`` makes
         return list(known[2])
 
-    def _next_after(self, path: str, k: int) -> tuple[str | None, tuple[str, ...]]:
-        """``path``'s MPD (None if no presentation has it) and the next ``k`` paths."""
+    def _next_after(
+        self, path: str, k: int
+    ) -> tuple[str | None, tuple[tuple[str, float | None], ...]]:
+        """``path``'s MPD (None if no presentation has it) and the next ``k`` segments."""
         found = self._match(path)
         if found is None:
             return None, ()
@@ -156,15 +165,17 @@ class SegmentIndex:
             index = None if info.time is None else timeline.index_of(info.time)
         if index is None or index < 0:
             return info.mpd_path, ()
-        paths = []
+        presentation = self._entries[info.mpd_path].presentation
+        found_next = []
         for i in range(index + 1, index + 1 + k):
             time = timeline.time_at(i)
             if (timeline.length is not None and i >= timeline.length) or (
                 time is None and info.time is not None
             ):
                 break
-            paths.append(_expand(matcher.template, stream.start_number + i, time))
-        return info.mpd_path, tuple(paths)
+            path_i = _expand(matcher.template, stream.start_number + i, time)
+            found_next.append((path_i, presentation.available_at(stream, i)))
+        return info.mpd_path, tuple(found_next)
 
     def _match(self, path: str) -> tuple[SegmentInfo, _Matcher] | None:
         path = _strip(path)

@@ -15,8 +15,11 @@ Supported: ``SegmentTemplate`` at Period, AdaptationSet and Representation level
 (the most specific attribute or SegmentTimeline wins), addressed by ``duration`` or
 ``SegmentTimeline`` (``r="-1"`` runs to the next ``S@t``, else to the period end; in
 a dynamic MPD, or with no known end, it stays open). Dynamic MPDs have no last
-segment. ``BaseURL`` (first one per level) resolves per RFC 3986 against the MPD's
-path; an absolute URL keeps only its path, since a cache node is addressed by path.
+segment; their ``availabilityStartTime`` and each template's
+``availabilityTimeOffset`` say when a segment may be requested
+(``Presentation.available_at``). ``BaseURL`` (first one per level) resolves per
+RFC 3986 against the MPD's path; an absolute URL keeps only its path, since a cache
+node is addressed by path.
 ``$Time$`` without a SegmentTimeline is ``presentationTimeOffset + i * duration``.
 Elements count in the DASH namespace or in none. Not supported (paths stay
 unknown): SegmentBase, SegmentList.
@@ -24,6 +27,7 @@ unknown): SegmentBase, SegmentList.
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -78,7 +82,8 @@ def parse_mpd(xml: bytes, mpd_path: str) -> Presentation:
         streams += _period(period, index, _rebase(base, period), bounded, float(start))
         start += length or 0
     duration = None if total is None else float(total)
-    return Presentation(mpd_path, dynamic, duration, tuple(streams))
+    start_time = _instant(root.get("availabilityStartTime")) if dynamic else None
+    return Presentation(mpd_path, dynamic, duration, tuple(streams), start_time)
 
 
 def _is(el: ET.Element, name: str) -> bool:
@@ -113,6 +118,26 @@ def _seconds(text: str | None) -> Fraction | None:
     return sum(
         (Fraction(g or 0) * u for g, u in zip(match.groups(), _ISO_UNITS, strict=True)), Fraction(0)
     )
+
+
+def _instant(text: str | None) -> float | None:
+    """An xs:dateTime as Unix seconds (no zone = UTC); None if absent or unreadable."""
+    try:
+        when = datetime.datetime.fromisoformat((text or "").strip())
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
+
+
+def _offset(text: str | None) -> float:
+    """availabilityTimeOffset in seconds: ``INF`` is every segment at once; bad = 0."""
+    try:
+        value = float(text) if text is not None else 0.0
+    except ValueError:
+        return 0.0
+    return value if value >= 0 else 0.0  # inf allowed; NaN and negatives are not
 
 
 def _strip(path: str) -> str:
@@ -196,7 +221,8 @@ def _stream(
         timeline = Timeline()
     start = _int(attrs.get("startNumber"))
     number = 1 if start is None else start
-    return Stream(rep, init, media, number, timescale, timeline, offset, period_start)
+    ato = _offset(attrs.get("availabilityTimeOffset"))
+    return Stream(rep, init, media, number, timescale, timeline, offset, period_start, ato)
 
 
 def _timeline(el: ET.Element, end: Fraction | None) -> Timeline:

@@ -11,6 +11,9 @@ Invariants:
 - A SegmentTimeline is kept as its runs (``S`` elements), never expanded, so
   ``r="1000000000"`` costs nothing. ``Timeline.length`` is ``None`` when there is
   no known last segment.
+- Times are facts of the document: ``Presentation.availability_start`` is a Unix
+  time read from the MPD, never compared with a clock here (``available_at`` takes
+  none: the caller holds the clock).
 """
 
 from __future__ import annotations
@@ -70,6 +73,14 @@ class Timeline:
         k = index - run.first
         return run.t + k * run.d if run.n is None or k < run.n else None
 
+    def end_at(self, index: int) -> int | None:
+        """The end time of segment ``index`` (its start plus its duration), or None."""
+        start = self.time_at(index)
+        if start is None:
+            return None
+        run = self.runs[bisect.bisect_right(self.runs, index, key=lambda r: r.first) - 1]
+        return start + run.d
+
     def index_of(self, time: int) -> int | None:
         i = bisect.bisect_right(self.runs, time, key=lambda r: r.t) - 1
         if i < 0:
@@ -91,6 +102,7 @@ class Stream:
     timeline: Timeline
     time_offset: int = 0  # presentationTimeOffset: the period's start, timescale units
     period_start: float = 0.0  # seconds from the presentation's start
+    availability_offset: float = 0.0  # availabilityTimeOffset, seconds (low latency: > 0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,7 +111,21 @@ class Presentation:
     dynamic: bool
     duration: float | None  # mediaPresentationDuration, seconds
     streams: tuple[Stream, ...]
+    availability_start: float | None = None  # availabilityStartTime, Unix seconds (dynamic)
 
     @property
     def representations(self) -> tuple[Representation, ...]:
         return tuple(s.representation for s in self.streams)
+
+    def available_at(self, stream: Stream, index: int) -> float | None:
+        """Unix time from which segment ``index`` of ``stream`` may be requested, in a
+        dynamic presentation (ISO/IEC 23009-1 §5.3.9.5.3: availabilityStartTime +
+        Period@start + the segment's end - availabilityTimeOffset); None when static
+        or when the MPD does not say."""
+        if not self.dynamic or self.availability_start is None:
+            return None
+        end = stream.timeline.end_at(index)
+        if end is None:
+            return None
+        media_end = stream.period_start + (end - stream.time_offset) / stream.timescale
+        return self.availability_start + media_end - stream.availability_offset

@@ -171,18 +171,26 @@ async def test_origin_serves_a_live_channel(aiohttp_server, http, tmp_path: Path
             assert r.headers["Cache-Control"] == "no-store"
     async with http.get(url) as r:  # a complete segment of the old run is still whole
         assert r.status == 200 and await r.read() == body
-    await _until(lambda: encoder.running, 10)
-    assert encoder.run_dir != run
+    await _until(lambda: encoder.running and encoder.availability_start(), 15)
+    assert encoder.run_dir is not None and encoder.run_dir != run
+    new = encoder.run_dir.name
     for bad in (
         f"/live/sports/{run.name}/{segment.name}.tmp",
         f"/live/sports/{run.name}/../../etc/passwd",
         f"/live/sports/%2e%2e/{segment.name}",
         "/live/other/manifest.mpd",
-        "/live/sports/0/chunk-0-00001.m4s",  # not the current run
     ):
         async with http.get(base + bad) as r:
             assert r.status in (400, 404), bad
             assert "no-store" in r.headers.get("Cache-Control", ""), bad
+    for gone in (
+        url,  # the first run's segment 2
+        f"{base}/live/sports/0/chunk-0-00001.m4s",
+        f"{base}/live/sports/{new}/chunk-0-00000.m4s",
+    ):
+        async with http.get(gone) as r:
+            assert r.status == 404, gone  # an earlier run's, or before the first: for good
+            assert r.headers["Cache-Control"] == "public, max-age=60", gone
 
 
 async def test_a_growing_live_segment_streams_through_regional_and_edge(

@@ -585,3 +585,78 @@ def test_index_classifies_sample_title(sample_library: Path):
         "/sample/chunk-1-00002.m4s",
         "/sample/chunk-1-00003.m4s",
     ]
+
+
+# --- live: when a segment may be requested ------------------------------------------------
+
+# An LL-DASH channel as tiercdn's live origin writes it: 2 s segments of 0.5 s chunks,
+# availabilityTimeOffset 1.5 (a segment is requestable once its first chunk can exist).
+LIVE_LL = mpd(
+    """
+  <BaseURL>1a2b/</BaseURL>
+  <Period id="0" start="PT10S">
+    <AdaptationSet contentType="video">
+      <Representation id="0" bandwidth="150000">
+        <SegmentTemplate timescale="1000000" duration="2000000" startNumber="1"
+            availabilityTimeOffset="1.500" availabilityTimeComplete="false"
+            initialization="init-$RepresentationID$.mp4"
+            media="chunk-$RepresentationID$-$Number%05d$.m4s"/>
+      </Representation>
+    </AdaptationSet>
+  </Period>""",
+    type="dynamic",
+    availabilityStartTime="2026-12-02T06:00:00.250Z",
+)
+AST = 1_796_191_200.25  # 2026-12-02T06:00:00.250Z
+
+
+def test_live_presentation_reads_its_availability_timing():
+    p = parse_mpd(LIVE_LL, "/live/sports/manifest.mpd")
+    assert p.dynamic and p.availability_start == AST
+    (stream,) = p.streams
+    assert stream.availability_offset == 1.5 and stream.period_start == 10.0
+    # segment 3 (index 2) spans 4..6 s of the period: requestable at its end - 1.5 s
+    assert p.available_at(stream, 2) == AST + 10 + 6 - 1.5
+    assert parse_mpd(DYNAMIC, "/live/ch1.mpd").availability_start is None  # none given
+    assert parse_mpd(PERIODS, "/mp/manifest.mpd").available_at(stream, 2) is None  # static
+
+
+@pytest.mark.parametrize(
+    ("attrs", "expected"),
+    [
+        pytest.param('availabilityStartTime="2026-12-02T06:00:00"', 1_796_191_200.0, id="no-zone"),
+        pytest.param('availabilityStartTime="2026-12-02T07:00:00+01:00"', 1_796_191_200.0, id="tz"),
+        pytest.param('availabilityStartTime="yesterday"', None, id="garbage"),
+        pytest.param("", None, id="absent"),
+    ],
+)
+def test_live_availability_start_time_forms(attrs, expected):
+    xml = LIVE_LL.replace(b'availabilityStartTime="2026-12-02T06:00:00.250Z"', attrs.encode())
+    assert parse_mpd(xml, "/l.mpd").availability_start == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("INF", float("inf")), ("nan", 0.0), ("-2", 0.0), ("soon", 0.0), ("0.25", 0.25)],
+)
+def test_live_availability_time_offset_forms(value, expected):
+    xml = LIVE_LL.replace(
+        b'availabilityTimeOffset="1.500"', f'availabilityTimeOffset="{value}"'.encode()
+    )
+    assert parse_mpd(xml, "/l.mpd").streams[0].availability_offset == expected
+
+
+def test_index_upcoming_live_segments_carry_their_availability_time():
+    """Prefetch's question at the live edge: the next segments and when each may be
+    asked for; a static title's carry None."""
+    index = SegmentIndex()
+    index.learn("/live/sports/manifest.mpd", LIVE_LL)
+    got = index.upcoming("/live/sports/1a2b/chunk-0-00007.m4s", 2)
+    assert got == [
+        ("/live/sports/1a2b/chunk-0-00008.m4s", AST + 10 + 16 - 1.5),
+        ("/live/sports/1a2b/chunk-0-00009.m4s", AST + 10 + 18 - 1.5),
+    ]
+    assert index.next_segments("/live/sports/1a2b/chunk-0-00007.m4s", 2) == [p for p, _ in got]
+    assert ALL.upcoming("/mp/p2/v-1.m4s", 1) == [("/mp/p2/v-2.m4s", None)]
+    info = index.classify("/live/sports/1a2b/chunk-0-00008.m4s")  # shedding ranks it too
+    assert info is not None and info.kind is SegmentKind.MEDIA and info.number == 8

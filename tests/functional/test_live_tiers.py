@@ -1,0 +1,148 @@
+"""A live channel through edge -> regional -> origin: what the tiers do for the live
+edge's storms (a real encoder: the bundled ffmpeg in real time)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from origin.app import LIVE_KEY, make_app
+from origin.live import SegmentState, segment_state
+from origin.settings import OriginSettings
+from shared.dash import parse_mpd
+from shared.engine.node import NODE
+from tests.helpers import url_of
+
+pytestmark = pytest.mark.slow
+
+
+class OriginLog:
+    """Middleware: every request the origin answered, as (arrival time, path, status)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, str, int]] = []
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        arrived = time.time()
+        response = await handler(request)
+        self.seen.append((arrived, request.path, response.status))
+        return response
+
+    def count(self, path: str) -> int:
+        return sum(1 for _, p, _ in self.seen if p == path)
+
+
+async def _until(check: Callable[[], object], seconds: float = 20.0) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {seconds}s")
+
+
+@pytest.fixture
+async def live_chain(aiohttp_server, start_node, tmp_path: Path):
+    """A live origin (one 144p rung) logging its requests, a regional, an edge with
+    ``edge_kw``; waits for segment 2 of the first run to be growing."""
+
+    async def start(**edge_kw: Any) -> tuple[OriginLog, str, Path, Any]:
+        settings = OriginSettings(
+            library=str(tmp_path), port=0, admin_port=0, live=("sports",), live_ladder="144:150k"
+        )
+        log = OriginLog()
+        app = make_app(settings)
+        app.middlewares.append(log.middleware)
+        origin = await aiohttp_server(app)
+        regional = await start_node("regional-1", url_of(origin))
+        edge = await start_node("edge-1", url_of(regional), **edge_kw)
+        encoder = origin.app[LIVE_KEY].encoders["sports"]
+        run = await _until(lambda: encoder.run_dir)
+        await _until(lambda: segment_state(run / "chunk-0-00002.m4s") is SegmentState.GROWING)
+        return log, url_of(edge), run, edge
+
+    return start
+
+
+async def test_live_prefetch_never_asks_before_a_segments_availability(live_chain, http):
+    """A viewer at the live edge asks for segment 2 while it is encoded; the edge's
+    prefetch (depth 2) defers 3 and 4 to their availability times from the MPD
+    (availabilityStartTime, segment end, availabilityTimeOffset): the origin sees each
+    once, never early, and never a 404 for them."""
+    log, edge, run, edge_server = await live_chain(prefetch=2)
+    base = f"{edge}/live/sports"
+    async with http.get(f"{base}/manifest.mpd") as r:
+        assert r.status == 200
+        presentation = parse_mpd(await r.read(), "/live/sports/manifest.mpd")
+    (video, audio) = presentation.streams
+    assert presentation.availability_start is not None and video.availability_offset > 0
+    async with http.get(f"{base}/{run.name}/chunk-0-00002.m4s") as r:
+        assert r.status == 200
+        await r.read()
+    # The MPD's times for segments 3 and 4 (index 2, 3 from startNumber 1):
+    due: dict[int, float] = {}
+    for n in (3, 4):
+        at = presentation.available_at(video, n - video.start_number)
+        assert at is not None
+        due[n] = at
+    paths = {n: f"/live/sports/{run.name}/chunk-0-{n:05d}.m4s" for n in due}
+    await _until(lambda: log.count(paths[4]), 15)
+    for n, path in paths.items():
+        (arrived, status) = next((t, s) for t, p, s in log.seen if p == path)
+        assert arrived >= due[n] - 0.05, (n, arrived - due[n])  # never before (clock slack)
+        assert arrived - due[n] < 1.0, (n, arrived - due[n])  # but as soon as it is due
+        assert status == 200 and log.count(path) == 1
+    counts = edge_server.app[NODE].metrics.prefetches
+    assert counts.labels("deferred")._value.get() >= 2
+    assert not any(p.endswith("chunk-1-00003.m4s") for _, p, _ in log.seen)  # no audio asked
+
+
+async def test_live_storms_reach_the_origin_once_per_tier(live_chain, http):
+    """300 viewers at once: polling the manifest for 3 s costs one origin request per
+    max-age (1 s); a wave for a segment not yet available, one; a segment number far
+    in the future, before the first or of another run, one, and then none (its 404 is
+    kept at the edge); the live segment itself, one."""
+    log, edge, run, edge_server = await live_chain()
+    base = f"{edge}/live/sports"
+    viewers = 300
+
+    async def get(path: str) -> int:
+        async with http.get(base + path) as r:
+            await r.read()
+            return r.status
+
+    async def wave(path: str) -> list[int]:
+        return list(await asyncio.gather(*(get(path) for _ in range(viewers))))
+
+    started = time.monotonic()
+    polls = 0
+    while time.monotonic() - started < 3.0:
+        assert await wave("/manifest.mpd") == [200] * viewers
+        polls += 1
+        await asyncio.sleep(0.25)
+    manifests = log.count("/live/sports/manifest.mpd")
+    assert polls >= 4 and 1 <= manifests <= 5, (polls, manifests)  # ~3 s / 1 s + 1
+
+    ahead = f"/{run.name}/chunk-0-00040.m4s"  # ~76 s ahead: its 404 lasts until then
+    statuses = await asyncio.gather(wave(ahead), wave(f"/{run.name}/chunk-0-00006.m4s"))
+    assert list(statuses) == [[404] * viewers] * 2
+    assert log.count(f"/live/sports{ahead}") == 1
+    assert log.count(f"/live/sports/{run.name}/chunk-0-00006.m4s") == 1
+    assert await wave(ahead) == [404] * viewers  # from the edge's cache
+    assert log.count(f"/live/sports{ahead}") == 1
+
+    live = f"/{run.name}/chunk-0-00002.m4s"  # being encoded, or just complete
+    assert await wave(live) == [200] * viewers
+    assert log.count(f"/live/sports{live}") == 1
+    for gone in (f"/{run.name}/chunk-0-00000.m4s", "/0/chunk-0-00001.m4s"):  # never again
+        assert await wave(gone) == [404] * viewers
+        assert await wave(gone) == [404] * viewers
+        assert log.count(f"/live/sports{gone}") == 1
