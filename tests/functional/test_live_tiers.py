@@ -15,6 +15,7 @@ from aiohttp.typedefs import Handler
 
 from origin.app import LIVE_KEY, make_app
 from origin.live import SegmentState, segment_state
+from origin.packager import SAMPLE_FPS, _ffmpeg_exe
 from origin.settings import OriginSettings
 from shared.dash import parse_mpd
 from shared.engine.node import NODE
@@ -146,3 +147,27 @@ async def test_live_storms_reach_the_origin_once_per_tier(live_chain, http):
         assert await wave(gone) == [404] * viewers
         assert await wave(gone) == [404] * viewers
         assert log.count(f"/live/sports{gone}") == 1
+
+
+async def test_ffmpeg_reads_a_live_channel_through_the_edge(live_chain, tmp_path: Path):
+    """ffmpeg's own DASH client (the bundled ffmpeg) plays the dynamic MPD through edge
+    and regional from the live edge: 6 s of video frames, in order, no error."""
+    log, edge, run, _ = await live_chain()
+    proc = await asyncio.create_subprocess_exec(
+        _ffmpeg_exe(),
+        *("-hide_banner", "-nostdin", "-v", "error", "-i", f"{edge}/live/sports/manifest.mpd"),
+        *("-map", "0:v:0", "-t", "6", "-f", "framecrc", "-"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 45)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    frames = [line for line in out.decode().splitlines() if line and not line.startswith("#")]
+    assert len(frames) >= 6 * SAMPLE_FPS - 2, len(frames)
+    media = {p for _, p, _ in log.seen if p.startswith(f"/live/sports/{run.name}/chunk-0-")}
+    assert len(media) >= 3  # it followed the live edge, segment after segment

@@ -20,6 +20,7 @@ from shared.dash import (
 )
 from shared.dash import index as index_module
 from shared.dash import mpd as mpd_module
+from shared.policy.shedding import Priority, priority_of
 
 INIT, MEDIA = SegmentKind.INIT, SegmentKind.MEDIA
 
@@ -660,3 +661,6 @@ def test_index_upcoming_live_segments_carry_their_availability_time():
     assert ALL.upcoming("/mp/p2/v-1.m4s", 1) == [("/mp/p2/v-2.m4s", None)]
     info = index.classify("/live/sports/1a2b/chunk-0-00008.m4s")  # shedding ranks it too
     assert info is not None and info.kind is SegmentKind.MEDIA and info.number == 8
+    assert priority_of("/live/sports/1a2b/chunk-0-00008.m4s", info) is Priority.MEDIA_BASE
+    init = index.classify("/live/sports/1a2b/init-0.mp4")
+    assert priority_of("/live/sports/1a2b/init-0.mp4", init) is Priority.INIT
