@@ -29,6 +29,7 @@ class OriginLog:
 
     def __init__(self) -> None:
         self.seen: list[tuple[float, str, int]] = []
+        self.regional: OriginLog | None = None  # the same, of the regional (the origin's)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -59,11 +60,14 @@ async def live_chain(aiohttp_server, start_node, tmp_path: Path):
         settings = OriginSettings(
             library=str(tmp_path), port=0, admin_port=0, live=("sports",), live_ladder="144:150k"
         )
-        log = OriginLog()
+        log, upstream_log = OriginLog(), OriginLog()
         app = make_app(settings)
         app.middlewares.append(log.middleware)
         origin = await aiohttp_server(app)
-        regional = await start_node("regional-1", url_of(origin))
+        regional = await start_node(
+            "regional-1", url_of(origin), middlewares=[upstream_log.middleware]
+        )
+        log.regional = upstream_log
         edge = await start_node("edge-1", url_of(regional), **edge_kw)
         encoder = origin.app[LIVE_KEY].encoders["sports"]
         run = await _until(lambda: encoder.run_dir)
@@ -130,7 +134,12 @@ async def test_live_storms_reach_the_origin_once_per_tier(live_chain, http):
         polls += 1
         await asyncio.sleep(0.25)
     manifests = log.count("/live/sports/manifest.mpd")
+    assert log.regional is not None
+    from_edge = log.regional.count("/live/sports/manifest.mpd")
     assert polls >= 4 and 1 <= manifests <= 5, (polls, manifests)  # ~3 s / 1 s + 1
+    assert 1 <= from_edge <= 5, (polls, from_edge)
+    print(f"manifest: {polls} waves of {viewers} viewers in 3 s -> {from_edge} edge->regional,")
+    print(f"  {manifests} regional->origin requests")
 
     ahead = f"/{run.name}/chunk-0-00040.m4s"  # ~76 s ahead: its 404 lasts until then
     statuses = await asyncio.gather(wave(ahead), wave(f"/{run.name}/chunk-0-00006.m4s"))
@@ -142,7 +151,7 @@ async def test_live_storms_reach_the_origin_once_per_tier(live_chain, http):
 
     live = f"/{run.name}/chunk-0-00002.m4s"  # being encoded, or just complete
     assert await wave(live) == [200] * viewers
-    assert log.count(f"/live/sports{live}") == 1
+    assert log.count(f"/live/sports{live}") == 1 and log.regional.count(f"/live/sports{live}") == 1
     for gone in (f"/{run.name}/chunk-0-00000.m4s", "/0/chunk-0-00001.m4s"):  # never again
         assert await wave(gone) == [404] * viewers
         assert await wave(gone) == [404] * viewers
