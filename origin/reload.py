@@ -7,8 +7,9 @@ them), the log level, the name in /stats, and the library: a new path is a new
 ``Library`` (cheap: it resolves the root and starts empty caches; titles are
 listed and paths resolved per request anyway), refused like a bad file if it is
 not a directory. Listeners (hosts, ports, connection limits), the access log,
-JSON logging and ``fault_control`` (admin routes made at start) need a restart:
-they are named and keep their old values.
+JSON logging, ``fault_control`` (admin routes made at start) and the live channels
+(``--live``, ``--live-ladder``: a reload never starts, stops or re-encodes a channel)
+need a restart: they are named and keep their old values.
 
 Nothing in flight is cut: a response already started keeps its open file and
 its headers. The shared parts (``diff``, ``reload_with``) are the cache nodes'.
@@ -35,6 +36,7 @@ RESTART = frozenset(
         *("host", "port", "admin_host", "admin_port", "max_connections"),
         *("client_header_timeout", "keepalive_timeout", "send_timeout"),
         *("access_log", "access_log_file", "log_json", "fault_control"),
+        *("live", "live_ladder"),  # channels and their encoders are made at start
     }
 )
 LIVE = frozenset(f.name for f in dataclasses.fields(OriginSettings)) - RESTART

@@ -81,10 +81,12 @@ async def test_origin_reload_applies_new_cache_control(tmp_path: Path) -> None:
         config.write_text(
             f'library = "{lib}"\nsegment-max-age = "120s"\nmanifest-max-age = "1s"\n'
             'segment-cdn-cache-control = "max-age=5"\nerror-cache-control = "max-age=3"\n'
-            'keepalive-timeout = "30s"\n'
+            'keepalive-timeout = "30s"\nlive = ["sports"]\n'
         )
         node.hup()
         log = await node.logged("needs a restart")
+        _, _, listing = await headers(s, node.url("/"))
+        assert b'"live"' not in listing  # a reload starts no channel
         _, h, _ = await headers(s, node.url("/t/chunk-1.m4s"))
         assert h["Cache-Control"] == "public, max-age=120, immutable"
         assert h["CDN-Cache-Control"] == "max-age=5"
@@ -96,6 +98,7 @@ async def test_origin_reload_applies_new_cache_control(tmp_path: Path) -> None:
     assert "--segment-max-age" in reloaded and "--error-cache-control" in reloaded
     warning = next(line for line in log.splitlines() if "needs a restart" in line)
     assert " WARNING " in warning and "--keepalive-timeout" in warning, log
+    assert "--keepalive-timeout, --live changed but needs a restart" in warning, log
 
 
 async def test_origin_bad_config_on_reload_changes_nothing(tmp_path: Path) -> None:
