@@ -4,13 +4,17 @@
 ``/sample/manifest.mpd``) and shows, per segment, each tier's Cache-Status
 member, the representation and bitrate dash.js chose, and the time to first
 byte. The page reads Cache-Status from the responses themselves, so the same
-page works for a manifest on another edge that exposes it through CORS.
+page works for a manifest on another edge that exposes it through CORS. A
+live (dynamic) ``src`` plays at the live edge, low-latency when its MPD says
+so, and the page shows dash.js's live latency each second; ``latency=SECONDS``
+overrides the MPD's latency target (empty: the MPD's).
 
 Invariants: only the exact paths in ``ROUTES`` (plus ``/player/dash.all.min.js``
 when dash.js is a local file) are taken from the proxy, so every other URL,
 titles under ``/player/...`` included, is still proxied; ``src`` is an http(s)
 URL or an absolute path made of URL characters only, and reaches the page
-HTML-escaped inside an attribute, never inside a script; a Content-Security-
+HTML-escaped inside an attribute, never inside a script; ``latency`` is empty
+or a plain decimal number of seconds in ``LATENCY_RANGE``; a Content-Security-
 Policy lets scripts come only from the edge and dash.js's origin. dash.js is
 never vendored: the browser loads it from ``--player-dashjs-url``.
 """
@@ -26,7 +30,15 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from yarl import URL
 
-__all__ = ["DEFAULT_SRC", "LOCAL_DASHJS", "ROUTES", "install_player", "valid_src"]
+__all__ = [
+    "DEFAULT_SRC",
+    "LATENCY_RANGE",
+    "LOCAL_DASHJS",
+    "ROUTES",
+    "install_player",
+    "valid_latency",
+    "valid_src",
+]
 
 STATIC = Path(__file__).with_name("static")
 DEFAULT_SRC = "/sample/manifest.mpd"
@@ -36,6 +48,8 @@ ROUTES = {  # path -> (file under static/, content type)
     "/player/player.css": ("player.css", "text/css"),
 }
 MAX_SRC = 2048
+LATENCY_RANGE = (0.5, 60.0)  # seconds a live target may be set to on the page
+_LATENCY = re.compile(r"[0-9]{1,2}(\.[0-9]{1,3})?")
 # RFC 3986 characters only: no quotes, angle brackets, spaces, backslashes or controls.
 _URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _NO_CACHE = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
@@ -52,6 +66,14 @@ def valid_src(src: str) -> bool:
     except ValueError:
         return False
     return url.scheme in ("http", "https") and bool(url.host)
+
+
+def valid_latency(latency: str) -> bool:
+    """True for ``""`` (the MPD's target) or seconds like ``1.5`` within ``LATENCY_RANGE``."""
+    if not latency:
+        return True
+    low, high = LATENCY_RANGE
+    return bool(_LATENCY.fullmatch(latency)) and low <= float(latency) <= high
 
 
 def _csp(dashjs_url: str) -> str:
@@ -92,10 +114,16 @@ def install_player(app: web.Application, dashjs_setting: str) -> None:
 
     async def player_page(request: web.Request) -> web.Response:
         src = request.query.get("src", DEFAULT_SRC)
+        latency = request.query.get("latency", "")
         if not valid_src(src):
             return web.Response(status=400, text="src must be an http(s) URL or an absolute path\n")
+        if not valid_latency(latency):
+            low, high = LATENCY_RANGE
+            return web.Response(status=400, text=f"latency must be {low:g} to {high:g} seconds\n")
         body = page.substitute(
-            dashjs=html.escape(dashjs_url, quote=True), src=html.escape(src, quote=True)
+            dashjs=html.escape(dashjs_url, quote=True),
+            src=html.escape(src, quote=True),
+            latency=latency,  # digits and a dot only (valid_latency)
         )
         return web.Response(text=body, content_type="text/html", headers=headers)
 

@@ -1,6 +1,7 @@
 /* tiercdn player page: plays data-src with dash.js (v4 or v5) and logs, per
    response, each tier's Cache-Status member, the representation and bitrate
-   dash.js chose, and the time to first byte.
+   dash.js chose, and the time to first byte. A live (dynamic) MPD plays at the
+   live edge and the page shows dash.js's live latency once a second.
 
    Cache-Status is read in a dash.js response interceptor (the headers of the
    XHR, exposed cross-origin by the edge's Access-Control-Expose-Headers).
@@ -10,6 +11,7 @@
   "use strict";
 
   var MAX_ROWS = 40;
+  var MAX_LIVE_SAMPLES = 3600; // an hour of one-second samples
   var root = document.getElementById("player");
   var video = document.getElementById("video");
   var state = {
@@ -24,6 +26,7 @@
     responses: [], // every response dash.js loaded: manifest, init and media segments
     tierHits: {}, // tier name -> {hit, total} over media segments
     quality: {}, // mediaType -> {id, bandwidth, width, height}
+    live: null, // a dynamic MPD: {lowLatency, targetS, latencyS, rate, samples}
   };
   window.tiercdnPlayer = state;
 
@@ -79,11 +82,15 @@
       });
   }
 
+  function resourceTiming(url) {
+    var entries = url ? performance.getEntriesByName(url, "resource") : [];
+    return entries[entries.length - 1] || null;
+  }
+
   /* Time to first byte: Resource Timing when the browser has it (sub-millisecond;
      cross-origin only with Timing-Allow-Origin), else dash.js's own Dates. */
   function ttfb(url, req) {
-    var entries = url ? performance.getEntriesByName(url, "resource") : [];
-    var last = entries[entries.length - 1];
+    var last = resourceTiming(url);
     if (last && last.responseStart > 0 && last.requestStart > 0) {
       return Math.round((last.responseStart - last.requestStart) * 10) / 10;
     }
@@ -93,6 +100,17 @@
   performance.addEventListener("resourcetimingbufferfull", function () {
     performance.clearResourceTimings();
   });
+
+  /* Body size: dash.js's data, or, for a low-latency segment dash.js streamed chunk
+     by chunk (it hands its chunks to the buffer, not to the interceptor), the body
+     size Resource Timing saw. */
+  function bodyBytes(response, url) {
+    var data = response.data;
+    if (data && data.byteLength > 0) return data.byteLength;
+    var last = resourceTiming(url);
+    if (last && last.encodedBodySize > 0) return last.encodedBodySize;
+    return data && data.byteLength !== undefined ? data.byteLength : null;
+  }
 
   function record(response) {
     var custom = response.request && response.request.customData;
@@ -114,8 +132,9 @@
       tiers: [],
       ttfbMs: null,
       totalMs: timing.duration !== undefined ? Math.round(timing.duration) : null,
-      bytes: response.data && response.data.byteLength !== undefined ? response.data.byteLength : null,
+      bytes: null,
     };
+    entry.bytes = bodyBytes(response, entry.url);
     entry.tiers = parseCacheStatus(entry.cacheStatus);
     entry.ttfbMs = ttfb(entry.url, req);
     state.responses.push(entry);
@@ -230,9 +249,60 @@
     }
   });
 
+  /* Live. dash.js 5 plays a dynamic MPD at its live edge by itself; in low-latency
+     mode (which it enters when the MPD's SegmentTemplate says
+     availabilityTimeComplete="false") it loads segments chunk by chunk as they grow,
+     aims at the MPD's ServiceDescription latency target and turns catch-up on (a
+     playback rate around 1 steers the latency to the target). The page leaves all
+     that to the MPD: only ?latency= (data-latency) overrides the target. The latency
+     is now (synchronised with the MPD's UTCTiming) minus the playhead's wall-clock
+     time. */
+  function isDynamic() {
+    try {
+      return player.isDynamic();
+    } catch (err) {
+      return false; // playback not initialised yet
+    }
+  }
+
+  function seconds(value) {
+    return isFinite(value) ? value.toFixed(1) + " s" : "–";
+  }
+
+  function sampleLive() {
+    if (!isDynamic()) return;
+    var live = state.live;
+    if (live === null) {
+      live = state.live = { lowLatency: false, targetS: null, latencyS: null, rate: 1, samples: [] };
+      $("live").hidden = false;
+    }
+    live.lowLatency = Boolean(player.getLowLatencyModeEnabled && player.getLowLatencyModeEnabled());
+    live.targetS = player.getTargetLiveDelay ? player.getTargetLiveDelay() : null;
+    live.latencyS = player.getCurrentLiveLatency();
+    live.rate = video.playbackRate;
+    if (state.startedAt !== null && isFinite(live.latencyS)) {
+      live.samples.push({
+        at: performance.now(),
+        latencyS: live.latencyS,
+        rate: live.rate,
+        bufferS: player.getBufferLength("video"),
+      });
+      if (live.samples.length > MAX_LIVE_SAMPLES) live.samples.shift();
+    }
+    $("latency").textContent = seconds(live.latencyS);
+    $("target").textContent = seconds(live.targetS) + (live.lowLatency ? " low latency" : "");
+    $("rate").textContent = live.rate.toFixed(2) + "×";
+  }
+  setInterval(sampleLive, 1000);
+
+  var latency = parseFloat(root.dataset.latency);
+  if (latency > 0) {
+    player.updateSettings({ streaming: { delay: { liveDelay: latency } } });
+  }
+
   video.muted = true;
   video.addEventListener("playing", function () {
-    $("state").textContent = "playing";
+    $("state").textContent = isDynamic() ? "playing live" : "playing";
     if (state.startedAt !== null) return;
     state.startedAt = performance.now();
     state.startupMs = Math.round(state.startedAt - state.attachedAt);

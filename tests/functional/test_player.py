@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 
 from edge.app import make_app as make_edge_app
-from edge.player import LOCAL_DASHJS
+from edge.player import LOCAL_DASHJS, valid_latency
 from regional.app import make_app as make_regional_app
 from tests.helpers import edge_settings, regional_settings, url_of
 
@@ -128,3 +128,36 @@ def test_player_bad_dashjs_setting_fails_at_start(value):
     """A dash.js setting that is neither an http(s) URL nor a file is refused with the settings."""
     with pytest.raises(ValueError, match="player-dashjs-url"):
         edge_settings("edge-1", "http://127.0.0.1:9", player_dashjs_url=value)
+
+
+async def test_player_page_plays_a_live_src_with_the_mpds_latency(edge, http):
+    """A live manifest is a src like any other; the latency target is the MPD's unless
+    ``latency`` sets one, and the page has the live latency field (hidden until live)."""
+    async with http.get(edge + "/player/", params={"src": "/live/sports/manifest.mpd"}) as r:
+        assert r.status == 200
+        page = await r.text()
+    assert 'data-src="/live/sports/manifest.mpd"' in page and 'data-latency=""' in page
+    assert '<span id="live" hidden>' in page and 'id="latency"' in page
+    params = {"src": "/live/sports/manifest.mpd", "latency": "1.5"}
+    async with http.get(edge + "/player/", params=params) as r:
+        assert r.status == 200
+        page = await r.text()
+    assert 'data-latency="1.5"' in page and 'name="latency" value="1.5"' in page
+    assert script_srcs(page) == [DASHJS, "/player/player.js"]
+
+
+@pytest.mark.parametrize(
+    "latency", ["0", "0.4", "61", "1e1", "-1", "1.5s", "٣", '1"><b>', "1.2345"]
+)
+async def test_player_rejects_bad_latency(edge, http, latency):
+    """``latency`` is empty or 0.5 to 60 seconds as a plain decimal; anything else is a 400."""
+    params = {"src": "/live/sports/manifest.mpd", "latency": latency}
+    async with http.get(edge + "/player/", params=params) as r:
+        assert r.status == 400
+        assert "<b>" not in await r.text()
+
+
+def test_player_latency_values():
+    """The accepted range, ends included."""
+    assert all(valid_latency(v) for v in ("", "0.5", "3", "2.75", "60", "60.0"))
+    assert not any(valid_latency(v) for v in ("0.49", "60.5", ".5", "5.", " 3"))
