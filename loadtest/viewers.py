@@ -15,6 +15,8 @@ Scenarios:
 - ``steady``: viewers arrive spread over the run (uniform start offsets).
 - ``flash-crowd``: every viewer starts within ``--ramp`` (2 s) on the same new
   title (the catalogue's last, which nobody else watches).
+- ``live``: viewers join one live channel at kick-off and stay at its live edge,
+  through tiercdn and an nginx chain; its own options (``loadtest.live``).
 - ``chaos``: steady load while the regional is stopped with SIGTERM, and later
   the origin with SIGKILL; each is launched again (the same command on the
   same ports) ``--outage`` seconds later; then the origin answers 503 to
@@ -282,6 +284,12 @@ def _endpoints(top: Topology) -> tuple[str, dict[str, str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "live":  # a scenario of its own: a live channel (loadtest.live)
+        from loadtest.live import main as live
+
+        return live(argv[1:])
     ns = _parser().parse_args(argv)
     counts = (ns.viewers, ns.titles, ns.speedup, ns.duration, ns.title_seconds, ns.timeout)
     if min(counts) <= 0 or min(ns.step or 1, ns.sample_interval or 1, ns.give_up) <= 0:

@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="virtual viewers watch titles through the edge (starts a topology by default)",
         description="Runs python -m loadtest.viewers; see its --help for every option.",
     )
-    p.add_argument("scenario", choices=("steady", "flash-crowd", "chaos"))
+    p.add_argument("scenario", choices=("steady", "flash-crowd", "chaos", "live"))
     p.add_argument(
         "args", nargs=argparse.REMAINDER, help="options of loadtest.viewers, e.g. --viewers 50"
     )
