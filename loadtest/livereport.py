@@ -163,6 +163,11 @@ def summarise_cdn(
             "scheduled_media": sum(f.scheduled for f in media),
         },
         "first_byte_after_origin_ms": _spread([d for _, d in after_origin]),
+        # the CDN's own part: from the later of the request and the origin's first chunk
+        # (a request the generator sent late waited in the generator, not in the CDN)
+        "first_byte_after_send_or_origin_ms": _spread(
+            [f.first - max(f.sent, probe[f.path]) for f, _ in after_origin if f.first]
+        ),
         "first_byte_after_availability_ms": _spread(
             [f.first - f.availability for f in on_time if f.first is not None]
         ),  # fmt: skip
@@ -291,8 +296,11 @@ _ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("1st byte after origin p90 ms", ("first_byte_after_origin_ms", "p90")),
     ("1st byte after origin p99 ms", ("first_byte_after_origin_ms", "p99")),
     ("1st byte after origin max ms", ("first_byte_after_origin_ms", "max")),
+    ("1st byte after max(sent, origin) p50", ("first_byte_after_send_or_origin_ms", "p50")),
+    ("1st byte after max(sent, origin) p99", ("first_byte_after_send_or_origin_ms", "p99")),
     ("1st byte after avail. p50 ms", ("first_byte_after_availability_ms", "p50")),
     ("1st byte after avail. p99 ms", ("first_byte_after_availability_ms", "p99")),
+    ("generator send lag p50 ms", ("send_lag_ms", "p50")),
     ("generator send lag p99 ms", ("send_lag_ms", "p99")),
     ("playback latency p50 s", ("latency_s", "p50")),
     ("playback latency p99 s", ("latency_s", "p99")),
