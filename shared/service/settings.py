@@ -382,7 +382,7 @@ class CacheSettings(ServiceSettings):
     )
     # -- miss storms: admission, shedding, origin budget, stale, failover ------------
     admission: str = option("tinylfu", "cache admission policy: tinylfu or lru")
-    max_requests: int = option(4096, "concurrent client misses beyond which misses are shed")
+    max_requests: int = option(16384, "concurrent client misses beyond which misses are shed")
     max_fills: int = option(256, "concurrent upstream fills beyond which misses are shed")
     retry_after: float = duration_field("1s", "Retry-After sent with a shed or budget 503")
     pass_ttl: float = duration_field(
