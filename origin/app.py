@@ -276,7 +276,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     else:
         response = web.FileResponse(path)
     response.content_type = content_type
-    response.headers[hdrs.CACHE_CONTROL] = _cache_control(settings, kind)
+    response.headers[hdrs.CACHE_CONTROL] = _cache_control(settings, kind, path)
     if cdn := _cdn_cache_control(settings, kind):
         response.headers[CDN_CACHE_CONTROL] = cdn
     return response
@@ -288,9 +288,11 @@ def _lookup(library: Library, raw: str) -> tuple[Path, str]:
     return path, library.content_type(path)
 
 
-def _cache_control(settings: OriginSettings, kind: Kind) -> str:
+def _cache_control(settings: OriginSettings, kind: Kind, path: Path) -> str:
     if kind in (Kind.INIT, Kind.MEDIA):
         return f"public, max-age={int(settings.segment_max_age)}, immutable"
+    if path.suffix.lower() == ".m3u8":  # a VOD title's: whole (EXT-X-ENDLIST) when published
+        return f"public, max-age={int(settings.playlist_max_age)}"
     # manifests and anything else may change in place: short freshness
     return f"public, max-age={int(settings.manifest_max_age)}"
 

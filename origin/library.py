@@ -35,6 +35,8 @@ from urllib.parse import unquote
 
 from cachetools import LRUCache
 
+from origin.hls import HLS_MASTER
+
 __all__ = [
     "BadPath",
     "Kind",
@@ -111,9 +113,9 @@ class Library:
 
     @staticmethod
     def kind(path: PurePath) -> Kind:
-        """The kind of file, from its name (``.mpd``, ``.mp4`` init, ``.m4s`` media)."""
+        """The kind of file, from its name (``.mpd``/``.m3u8``, ``.mp4`` init, ``.m4s`` media)."""
         suffix = path.suffix.lower()
-        if suffix == ".mpd":
+        if suffix in (".mpd", ".m3u8"):
             return Kind.MANIFEST
         if suffix == ".mp4":
             return Kind.INIT
@@ -125,6 +127,8 @@ class Library:
         """The media type of ``path``; init segments are sniffed for their track handler."""
         kind = self.kind(path)
         if kind is Kind.MANIFEST:
+            if path.suffix.lower() == ".m3u8":
+                return "application/vnd.apple.mpegurl"  # RFC 8216 §4
             return "application/dash+xml"
         if kind is Kind.MEDIA:
             return "video/iso.segment"
@@ -159,7 +163,10 @@ class Library:
                 log.warning("skipping unreadable manifest %s: %s", mpd, exc)
                 continue
             rel = mpd.relative_to(self.root).as_posix()
-            found.append({"name": Path(rel).parent.as_posix(), "manifest": "/" + rel, **info})
+            entry = {"name": Path(rel).parent.as_posix(), "manifest": "/" + rel}
+            if HLS_MASTER in files:  # the same segments as HLS (origin.hls)
+                entry["hls"] = "/" + (Path(rel).parent / HLS_MASTER).as_posix()
+            found.append({**entry, **info})
         return sorted(found, key=lambda t: str(t["name"]))
 
     def _manifest_info(self, mpd: Path) -> dict[str, Any]:

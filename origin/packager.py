@@ -3,7 +3,10 @@
 A title folder holds one ``manifest.mpd`` (static, SegmentTemplate with
 ``$Number$``), one ``init-<rep>.mp4`` per representation and fragmented-MP4
 media segments ``chunk-<rep>-<nnnnn>.m4s``. Representation ids are ffmpeg's
-stream indexes: video rungs ``0..n-1`` from lowest to highest, audio ``n``.
+stream indexes: video rungs ``0..n-1`` from lowest to highest, audio ``n``. Beside
+the MPD, HLS over the very same files: ``master.m3u8`` (multivariant: a variant per
+video rung with the audio group) and ``media_<rep>.m3u8`` per representation
+(``origin.hls``), so a segment is one cache object whichever protocol asks.
 
 Invariants:
 
@@ -34,6 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+from origin.hls import finish_vod
 from shared.service.units import parse_size
 
 __all__ = [
@@ -135,7 +139,7 @@ def make_sample(
         *_audio_args("1:a:0"),
         *_dash_args(segment_seconds, audio=True),
     ]
-    return _publish(Path(out_dir), lambda tmp: _ffmpeg(args, tmp, duration, progress))
+    return _publish(Path(out_dir), _build(args, duration, progress))
 
 
 def package(
@@ -163,7 +167,7 @@ def package(
         *(_audio_args("0:a:0") if info.has_audio else []),
         *_dash_args(segment_seconds, audio=info.has_audio),
     ]
-    return _publish(Path(out_dir), lambda tmp: _ffmpeg(args, tmp, info.duration, progress))
+    return _publish(Path(out_dir), _build(args, info.duration, progress))
 
 
 def probe(input: Path) -> Probe:
@@ -224,7 +228,24 @@ def _dash_args(segment_seconds: float, *, audio: bool) -> list[str]:
         *("-use_template", "1", "-use_timeline", "0"),
         *("-init_seg_name", INIT_NAME, "-media_seg_name", MEDIA_NAME),
         *("-adaptation_sets", sets),
+        *("-hls_playlist", "1"),  # master.m3u8 + media_<id>.m3u8 over the same segments
     ]
+
+
+def _build(
+    args: list[str], duration: float | None, progress: Progress | None
+) -> Callable[[Path], None]:
+    """The title's build in ``tmp``: ffmpeg's MPD and playlists, the playlists finished
+    for VOD (``origin.hls.finish_vod``)."""
+
+    def build(tmp: Path) -> None:
+        _ffmpeg(args, tmp, duration, progress)
+        try:
+            finish_vod(tmp, tmp / MANIFEST_NAME)
+        except (OSError, ValueError) as exc:
+            raise PackagingError(f"cannot finish the HLS playlists: {exc}") from None
+
+    return build
 
 
 def _ffmpeg(

@@ -25,6 +25,9 @@ class OriginSettings(ServiceSettings):
     admin_port: int = option(9082, "port of the admin listener (0 = none)")
     name: str = option("origin", "this node's name in logs and /stats")
     manifest_max_age: float = duration_field("2s", "Cache-Control max-age of manifests")
+    playlist_max_age: float = duration_field(
+        "60s", "Cache-Control max-age of VOD titles' HLS playlists (.m3u8)"
+    )
     segment_max_age: float = duration_field(
         "31536000s", "Cache-Control max-age of init and media segments (immutable)"
     )
@@ -59,7 +62,7 @@ class OriginSettings(ServiceSettings):
         super().__post_init__()
         if not self.library:
             raise ValueError("--library must name a directory")
-        for field in ("manifest_max_age", "segment_max_age", "fault_delay"):
+        for field in ("manifest_max_age", "playlist_max_age", "segment_max_age", "fault_delay"):
             if getattr(self, field) < 0:
                 raise ValueError(f"--{field.replace('_', '-')} must not be negative")
         for name in self.live:

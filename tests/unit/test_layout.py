@@ -1,9 +1,9 @@
 """Import rules of the layout (DESIGN.md, STYLE.md §1), checked on the source with ``ast``.
 
 - The engine and the packages under it never import the tools around them or a tier:
-  ``shared.{engine,store,http,policy,dash,service}`` import nothing from
+  ``shared.{engine,store,http,policy,dash,hls,service}`` import nothing from
   ``shared.ops``, ``edge``, ``regional``, ``origin`` or ``loadtest``.
-- Pure code (``shared.http``, ``shared.policy``, ``shared.dash``, the engine's
+- Pure code (``shared.http``, ``shared.policy``, ``shared.dash``, ``shared.hls``, the engine's
   ``decide``) imports no event loop, HTTP, clock, environment, randomness or threads.
 - Stores never speak HTTP: ``shared.store`` never imports aiohttp.
 
@@ -43,10 +43,14 @@ RULES = (
     Rule(
         "below-tiers",
         ("shared.engine", "shared.store", "shared.http", "shared.policy", "shared.dash")
-        + ("shared.service",),
+        + ("shared.hls", "shared.service"),
         TIERS_AND_TOOLS,
     ),
-    Rule("pure", ("shared.http", "shared.policy", "shared.dash", "shared.engine.decide"), IMPURE),
+    Rule(
+        "pure",
+        ("shared.http", "shared.policy", "shared.dash", "shared.hls", "shared.engine.decide"),
+        IMPURE,
+    ),
     Rule("store-no-http", ("shared.store",), HTTP),
 )
 
