@@ -1,4 +1,5 @@
-"""HLS next to DASH over the same CMAF segments: the playlists of a packaged title.
+"""HLS next to DASH over the same CMAF segments: the playlists of a packaged title
+and of a live channel.
 
 ffmpeg's dash muxer writes, with ``-hls_playlist 1``, a multivariant playlist
 (``master.m3u8``) and one media playlist per representation (``media_<id>.m3u8``)
@@ -9,12 +10,19 @@ wall-clock dates, and per variant ``BANDWIDTH`` (the peak segment bitrate, video
 plus its audio) and ``AVERAGE-BANDWIDTH`` measured from the segment files,
 ``FRAME-RATE`` from the MPD. A segment is one file, hence one cache object,
 whichever protocol names it.
+
+A live channel's encoder writes the same two kinds of playlist (``-hls_playlist 1``
+with ``-streaming 1``): a sliding window of complete segments with
+``EXT-X-PROGRAM-DATE-TIME``, rewritten in place each segment. ``live_master`` and
+``live_media`` turn what is on disk into what the origin serves (version 7, the
+run's folder in the URIs, RFC 3339 dates), or ``None`` while a file is not whole.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import xml.etree.ElementTree as ET
 from fractions import Fraction
 from pathlib import Path
@@ -27,7 +35,7 @@ from shared.hls import (
     render_multivariant,
 )
 
-__all__ = ["HLS_MASTER", "finish_vod"]
+__all__ = ["HLS_MASTER", "live_master", "live_media", "finish_vod"]
 
 HLS_MASTER = "master.m3u8"  # ffmpeg's hls_master_name default
 _MEDIA_PREFIX = "media_"  # ffmpeg names a representation's playlist media_<id>.m3u8
@@ -112,3 +120,37 @@ def _frame_rates(mpd: Path) -> dict[str, float]:
                 except (ValueError, ZeroDivisionError):
                     continue
     return {k: v for k, v in found.items() if v > 0}
+
+
+_ZONE = re.compile(r"([+-]\d\d)(\d\d)$")  # ffmpeg's +0000; RFC 8216 wants RFC 3339's +00:00
+
+
+def live_master(text: str | None, run: str, path: str) -> str | None:
+    """A live run's multivariant playlist served at ``path`` (``/live/NAME/master.m3u8``)
+    with its media playlists in the run's folder ``run``; ``None`` if not whole."""
+    folder = path[: path.rfind("/") + 1]
+    try:
+        master = parse_playlist(text or "", f"{folder}{run}/{HLS_MASTER}")
+    except ValueError:
+        return None
+    if not isinstance(master, Multivariant) or not master.variants:
+        return None
+    return render_multivariant(dataclasses.replace(master, path=path, independent_segments=True))
+
+
+def live_media(text: str | None, path: str) -> str | None:
+    """A live media playlist served at ``path`` (in its run's folder); ``None`` if not
+    whole (no segment yet, or read while ffmpeg rewrote it)."""
+    try:
+        media = parse_playlist(text or "", path)
+    except ValueError:
+        return None
+    if not isinstance(media, MediaPlaylist) or not media.segments or not media.target_duration:
+        return None
+    segments = tuple(
+        dataclasses.replace(s, program_date_time=_ZONE.sub(r"\1:\2", s.program_date_time))
+        if s.program_date_time
+        else s
+        for s in media.segments
+    )
+    return render_media(dataclasses.replace(media, segments=segments, independent_segments=True))

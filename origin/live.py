@@ -1,13 +1,14 @@
-"""Live channels: a synthetic source encoded in real time into low-latency DASH.
+"""Live channels: a synthetic source encoded in real time into low-latency DASH,
+and HLS over the same segments.
 
-The first part of live at the origin (the serving, ``tiercdn up --live`` and the
-tiers come next). The bundled ffmpeg encodes a test pattern with a burnt-in wall
+The bundled ffmpeg encodes a test pattern with a burnt-in wall
 clock and frame counter, and a tone, over the sample's ladder, into a dynamic
 presentation: ``type="dynamic"``, ``availabilityStartTime``, a
 ``timeShiftBufferDepth`` of ``window`` segments, ``SegmentTemplate`` with
 ``$Number$``, ``availabilityTimeOffset`` with ``availabilityTimeComplete="false"``
 (LL-DASH: CMAF chunks of ``chunk_seconds``), a ``ServiceDescription`` latency
-target and ``UTCTiming`` at ``utc_timing_url``.
+target and ``UTCTiming`` at ``utc_timing_url``; beside it a multivariant playlist and
+sliding-window media playlists of the complete segments (``origin.hls``).
 
 Invariants (ffmpeg's dash muxer with ``-streaming 1 -ldash 1``, checked by
 ``tests/functional/test_live_encoder.py``):
@@ -42,6 +43,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from origin.hls import HLS_MASTER, live_master, live_media
 from origin.packager import (
     DEFAULT_LADDER,
     INIT_NAME,
@@ -118,6 +120,7 @@ def encoder_args(spec: LiveSpec, run_dir: Path, ffmpeg: str | None = None) -> li
         *("-utc_timing_url", spec.utc_timing_url),
         *("-init_seg_name", INIT_NAME, "-media_seg_name", MEDIA_NAME),
         *("-adaptation_sets", "id=0,streams=v id=1,streams=a"),
+        *("-hls_playlist", "1"),  # master.m3u8, media_<id>.m3u8: the same segments as HLS
         str(run_dir / MANIFEST_NAME),
     ]
 
@@ -238,6 +241,9 @@ class Channels:
     - ``/live/<name>/manifest.mpd`` is the current run's MPD with a ``BaseURL`` of
       ``<run>/``: every run's segments have URLs of their own. ``max-age`` is half a
       segment (at least 1 s): one upstream revalidation per tier per half segment.
+    - ``/live/<name>/master.m3u8`` and ``/live/<name>/<run>/media_<id>.m3u8``: the run's
+      HLS playlists (``origin.hls.live_master``, ``live_media``), as fresh as the MPD,
+      naming the same segment URLs; 503 until ffmpeg has written them whole.
     - ``/live/<name>/<run>/<file>``: a complete file is immutable; a growing segment is
       sent chunked as ffmpeg writes it and ends when it is renamed into place (a
       segment that stops growing or vanishes aborts the connection: a cache never
@@ -262,6 +268,7 @@ class Channels:
                 "name": name,
                 "live": True,
                 "manifest": f"/live/{name}/{MANIFEST_NAME}",
+                "hls": f"/live/{name}/{HLS_MASTER}",
                 "running": encoder.running,
                 "restarts": encoder.restarts,
             }
@@ -276,16 +283,21 @@ class Channels:
         down = not encoder.running
         if len(parts) == 4 and parts[3] == MANIFEST_NAME:
             return _down(encoder) if down else await self._manifest(encoder)
+        if len(parts) == 4 and parts[3] == HLS_MASTER:
+            return _down(encoder) if down else await self._playlist(encoder, raw, None)
         run = encoder.run_dir
+        playlist = len(parts) == 5 and _MEDIA_PLAYLIST.fullmatch(parts[4]) is not None
         if (
             len(parts) != 5
             or run is None
-            or not parts[4].endswith(_SEGMENT_SUFFIXES)  # the run's MPD changes: not here
+            or not (playlist or parts[4].endswith(_SEGMENT_SUFFIXES))  # not the run's MPD
         ):
             return _text(404, "no such segment in the current run")
         if parts[3] != run.name:  # an earlier run's (or no run's): it never comes back
             request[OWN_CACHE_CONTROL] = True
             return _text(404, "not in the current run", {"Cache-Control": _GONE})
+        if playlist:
+            return _down(encoder) if down else await self._playlist(encoder, raw, parts[4])
         path = run / parts[4]
         state = segment_state(path)
         headers = {
@@ -344,6 +356,32 @@ class Channels:
             headers={"Cache-Control": f"public, max-age={max_age}"},
         )
 
+    async def _playlist(
+        self, encoder: LiveEncoder, raw: str, media: str | None
+    ) -> web.StreamResponse:
+        """The run's multivariant playlist (``media`` None) or one of its media
+        playlists: fresh for half a segment, as the MPD; 503 until ffmpeg wrote it."""
+        run = encoder.run_dir
+        loop = asyncio.get_running_loop()
+        name = HLS_MASTER if media is None else media
+        text = await loop.run_in_executor(None, _read_text, None if run is None else run / name)
+        if run is None:
+            body = None
+        elif media is None:
+            body = live_master(text, run.name, raw)
+        else:
+            body = live_media(text, raw)
+        if body is None:
+            return _text(503, "channel starting", {"Retry-After": "1"})
+        max_age = max(1, int(encoder.spec.segment_seconds / 2))
+        return web.Response(
+            body=body.encode(),  # UTF-8 by definition (RFC 8216 §4.1): no charset
+            headers={
+                "Content-Type": "application/vnd.apple.mpegurl",
+                "Cache-Control": f"public, max-age={max_age}",
+            },
+        )
+
     async def _growing(
         self, request: web.Request, path: Path, headers: dict[str, str], segment: float
     ) -> web.StreamResponse:
@@ -385,6 +423,7 @@ _READ = 64 * 1024
 _GONE = "public, max-age=60"  # a 404 for a segment that can never be there again
 _SEGMENT_SUFFIXES = (".m4s", ".mp4")  # MEDIA_NAME, INIT_NAME: immutable once complete
 _MEDIA = re.compile(r"chunk-\d+-(\d+)\.m4s")  # MEDIA_NAME: chunk-$RepresentationID$-$Number$
+_MEDIA_PLAYLIST = re.compile(r"media_\d+\.m3u8")  # ffmpeg's HLS name of a representation
 # a live answer that set its own Cache-Control, kept by the origin's error handling
 OWN_CACHE_CONTROL = web.RequestKey("live_own_cache_control", bool)
 

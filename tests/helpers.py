@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -317,3 +318,34 @@ async def node_process(args: Sequence[str], log: Path) -> AsyncIterator[asyncio.
             if proc.returncode is None:
                 proc.terminate()
             await asyncio.wait_for(proc.wait(), 30)
+
+
+# -- live channels ------------------------------------------------------------------
+
+
+class OriginLog:
+    """Middleware: every request the origin answered, as (arrival time, path, status)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, str, int]] = []
+        self.regional: OriginLog | None = None  # the same, of the regional (the origin's)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        arrived = time.time()
+        response = await handler(request)
+        self.seen.append((arrived, request.path, response.status))
+        return response
+
+    def count(self, path: str) -> int:
+        return sum(1 for _, p, _ in self.seen if p == path)
+
+
+async def eventually(check: Callable[[], object], seconds: float = 20.0) -> Any:
+    """``check()``'s first truthy answer, polled every 50 ms; fails after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {seconds}s")

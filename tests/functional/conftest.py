@@ -18,10 +18,20 @@ from aiohttp.test_utils import TestServer
 
 from edge.app import make_app as make_edge_app
 from edge.settings import EdgeSettings
+from origin.app import LIVE_KEY
 from origin.app import make_app as make_origin_app
+from origin.live import SegmentState, segment_state
 from origin.settings import OriginSettings
 from shared.engine.node import make_app as make_node_app
-from tests.helpers import Chain, Middleware, ServerFactory, node_settings, url_of
+from tests.helpers import (
+    Chain,
+    Middleware,
+    OriginLog,
+    ServerFactory,
+    eventually,
+    node_settings,
+    url_of,
+)
 
 
 @pytest.fixture
@@ -82,5 +92,31 @@ async def upstream_app(aiohttp_server: ServerFactory) -> Callable[..., Awaitable
         for path, handler in routes.items():
             app.router.add_route("*", path, handler)
         return await aiohttp_server(app)
+
+    return start
+
+
+@pytest.fixture
+async def live_chain(aiohttp_server, start_node, tmp_path: Path):
+    """A live origin (one 144p rung) logging its requests, a regional, an edge with
+    ``edge_kw``; waits for segment 2 of the first run to be growing."""
+
+    async def start(**edge_kw: Any) -> tuple[OriginLog, str, Path, Any]:
+        settings = OriginSettings(
+            library=str(tmp_path), port=0, admin_port=0, live=("sports",), live_ladder="144:150k"
+        )
+        log, upstream_log = OriginLog(), OriginLog()
+        app = make_origin_app(settings)
+        app.middlewares.append(log.middleware)
+        origin = await aiohttp_server(app)
+        regional = await start_node(
+            "regional-1", url_of(origin), middlewares=[upstream_log.middleware]
+        )
+        log.regional = upstream_log
+        edge = await start_node("edge-1", url_of(regional), **edge_kw)
+        encoder = origin.app[LIVE_KEY].encoders["sports"]
+        run = await eventually(lambda: encoder.run_dir)
+        await eventually(lambda: segment_state(run / "chunk-0-00002.m4s") is SegmentState.GROWING)
+        return log, url_of(edge), run, edge
 
     return start

@@ -151,6 +151,7 @@ async def test_origin_serves_a_live_channel(aiohttp_server, http, tmp_path: Path
             "name": "sports",
             "live": True,
             "manifest": "/live/sports/manifest.mpd",
+            "hls": "/live/sports/master.m3u8",
             "running": True,
             "restarts": 0,
         }

@@ -5,76 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from origin.app import LIVE_KEY, make_app
-from origin.live import SegmentState, segment_state
 from origin.packager import SAMPLE_FPS, _ffmpeg_exe
-from origin.settings import OriginSettings
 from shared.dash import parse_mpd
 from shared.engine.node import NODE
-from tests.helpers import url_of
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.slow
-
-
-class OriginLog:
-    """Middleware: every request the origin answered, as (arrival time, path, status)."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[float, str, int]] = []
-        self.regional: OriginLog | None = None  # the same, of the regional (the origin's)
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        arrived = time.time()
-        response = await handler(request)
-        self.seen.append((arrived, request.path, response.status))
-        return response
-
-    def count(self, path: str) -> int:
-        return sum(1 for _, p, _ in self.seen if p == path)
-
-
-async def _until(check: Callable[[], object], seconds: float = 20.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {seconds}s")
-
-
-@pytest.fixture
-async def live_chain(aiohttp_server, start_node, tmp_path: Path):
-    """A live origin (one 144p rung) logging its requests, a regional, an edge with
-    ``edge_kw``; waits for segment 2 of the first run to be growing."""
-
-    async def start(**edge_kw: Any) -> tuple[OriginLog, str, Path, Any]:
-        settings = OriginSettings(
-            library=str(tmp_path), port=0, admin_port=0, live=("sports",), live_ladder="144:150k"
-        )
-        log, upstream_log = OriginLog(), OriginLog()
-        app = make_app(settings)
-        app.middlewares.append(log.middleware)
-        origin = await aiohttp_server(app)
-        regional = await start_node(
-            "regional-1", url_of(origin), middlewares=[upstream_log.middleware]
-        )
-        log.regional = upstream_log
-        edge = await start_node("edge-1", url_of(regional), **edge_kw)
-        encoder = origin.app[LIVE_KEY].encoders["sports"]
-        run = await _until(lambda: encoder.run_dir)
-        await _until(lambda: segment_state(run / "chunk-0-00002.m4s") is SegmentState.GROWING)
-        return log, url_of(edge), run, edge
-
-    return start
 
 
 async def test_live_prefetch_never_asks_before_a_segments_availability(live_chain, http):
@@ -99,7 +39,7 @@ async def test_live_prefetch_never_asks_before_a_segments_availability(live_chai
         assert at is not None
         due[n] = at
     paths = {n: f"/live/sports/{run.name}/chunk-0-{n:05d}.m4s" for n in due}
-    await _until(lambda: log.count(paths[4]), 15)
+    await eventually(lambda: log.count(paths[4]), 15)
     for n, path in paths.items():
         (arrived, status) = next((t, s) for t, p, s in log.seen if p == path)
         assert arrived >= due[n] - 0.05, (n, arrived - due[n])  # never before (clock slack)
