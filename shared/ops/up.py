@@ -124,6 +124,8 @@ def _print_ready(top: Topology, started: float, token: bool) -> None:
     for title in titles:
         live = "  (live)" if title.get("live") else ""
         print(f"  play:      {top.edge.url}{title['manifest']}{live}")
+        if title.get("hls"):  # the same segments as HLS (titles packaged since HLS)
+            print(f"  hls:       {top.edge.url}{title['hls']}{live}")
     for tier in reversed(top.tiers.values()):
         print(f"  {tier.name + ':':<10} {tier.url}/   admin {tier.admin_url}/stats")
     if token:

@@ -64,6 +64,7 @@ async def test_up_serves_all_tiers_and_stops_on_sigint(sample_library, http, tmp
             out = await read_until(proc, "Ctrl-C")
         manifest = f"http://127.0.0.1:{edge}/sample/manifest.mpd"
         assert f"play:      {manifest}" in out
+        assert f"hls:       http://127.0.0.1:{edge}/sample/master.m3u8" in out
         async with http.get(manifest) as r:
             assert r.status == 200
             mpd = ET.fromstring(await r.read())
