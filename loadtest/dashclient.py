@@ -9,7 +9,9 @@ network failure; the caller decides whether to retry.
 The MPD is parsed by ``shared.dash.parse_mpd``; this module walks what it
 found: the first period's video ladder and audio (``ladder``), the URL path
 of media segment ``i`` (``media_path``, expanding ``$Number$``/``$Time$``),
-and the media clock (``media_clock``) a player paces its requests by.
+and the media clock (``media_clock``) a player paces its requests by;
+``dash_tracks`` gives the viewer all of it as ``loadtest.track.Track`` values,
+the form an HLS title takes too (``loadtest.hlsclient``).
 Every viewer has its own session of a few keep-alive connections
 (``player_session``), as a browser player does: a pool shared by all
 viewers would open connections in bursts whenever load peaks.
@@ -25,14 +27,17 @@ from collections.abc import Callable
 
 import aiohttp
 
+from loadtest.track import Track
 from shared.dash import ContentKind, Presentation, Stream
 
 __all__ = [
     "Exchange",
+    "dash_tracks",
     "ladder",
     "media_clock",
     "media_path",
     "player_session",
+    "rung_label",
     "segment_count",
     "timed_get",
     "title_paths",
@@ -156,3 +161,29 @@ def title_paths(presentation: Presentation) -> list[str]:
         media_path(s, i) for s in presentation.streams if s.media for i in range(segment_count(s))
     ]
     return inits + media
+
+
+def rung_label(stream: Stream) -> str:
+    """``"720p 2400 kb/s"``: a video rung as the report names it."""
+    rep = stream.representation
+    size = f"{rep.height}p " if rep.height else ""
+    return f"{size}{rep.bandwidth / 1000:.0f} kb/s"
+
+
+def _track(stream: Stream, count: int) -> Track:
+    rep = stream.representation
+    paths = tuple(media_path(stream, i) for i in range(count))
+    return Track(rung_label(stream), rep.bandwidth, stream.initialization, paths)
+
+
+def dash_tracks(presentation: Presentation) -> tuple[list[Track], Track | None, list[float]]:
+    """The video rungs by rank (0 = lowest), the audio (None if none) and the media clock
+    (``media_clock``) of the segments every one of them has; ``ValueError`` if the
+    presentation has no video or no end."""
+    video, audio = ladder(presentation)
+    if not video:
+        raise ValueError("no video representation")
+    streams = [*video, *([audio] if audio else [])]
+    count = min(segment_count(s) for s in streams)
+    clock = media_clock(video[0], count)
+    return [_track(s, count) for s in video], None if audio is None else _track(audio, count), clock

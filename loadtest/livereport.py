@@ -5,7 +5,7 @@ GET's first body byte against the reference probe's (the origin's first chunk of
 the same object, ``loadtest.liveprobe``) and against the segment's availability;
 the generator's own lateness in sending; playback latency and stalls; the bitrate
 mix; requests per segment object at the regional and the origin, counted from their
-access logs (``count_requests``; the target is exactly one); per segment number the
+access logs (``loadtest.accesslog``; the target is exactly one); per segment number the
 same; the edge's CPU and RSS and the generator's CPU and loop lag over time.
 
 Pure: it reads logs and samples after the run (the access log files excepted).
@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import collections
 import math
-import re
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
+from loadtest.accesslog import Counts, count_requests, object_requests
 from loadtest.liveviewer import Fetch, ViewerLog
 from loadtest.stats import ms, percentile
 from loadtest.tables import cell, dig, print_targets
@@ -38,26 +37,6 @@ __all__ = [
 
 FIRST_BYTE_TARGET_MS = 100.0
 MEDIA = ("video", "audio")
-Counts = dict[str, dict[int, int]]  # URL path -> {status: requests}
-# an access line: ``client "METHOD target[ HTTP/1.1]" status`` (tiercdn's and the nginx format)
-_LINE = re.compile(r'(\S+) "([A-Z]+) (\S+)[^"]*" (\d{3}) ')
-
-
-def count_requests(path: Path, clients: Iterable[str] | None = None) -> Counts:
-    """Requests per URL path and status in an access log, from ``clients`` only (all if
-    None); an unreadable file counts nothing."""
-    allowed = None if clients is None else set(clients)
-    counts: Counts = collections.defaultdict(lambda: collections.defaultdict(int))
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return {}
-    for line in text.splitlines():
-        found = _LINE.search(line)
-        if found is None or (allowed is not None and found[1] not in allowed):
-            continue
-        counts[found[3].partition("?")[0]][int(found[4])] += 1
-    return {k: dict(v) for k, v in counts.items()}
 
 
 def first_bytes(records: Iterable[dict[str, Any]]) -> dict[str, float]:
@@ -78,18 +57,8 @@ def _spread(seconds: Sequence[float]) -> dict[str, Any]:
 
 
 def _tier(counts: Counts, objects: set[str], mpd: str) -> dict[str, Any]:
-    per = [sum(counts.get(o, {}).values()) for o in sorted(objects)]
-    statuses: dict[str, int] = collections.Counter()
-    for o in objects:
-        for status, n in counts.get(o, {}).items():
-            statuses[str(status)] += n
     return {
-        "objects": len(objects),
-        "requests": sum(per),
-        "max_per_object": max(per, default=0),
-        "objects_over_one": sum(n > 1 for n in per),
-        "objects_missing": sum(n == 0 for n in per),
-        "by_status": dict(sorted(statuses.items())),
+        **object_requests(counts, objects),
         "mpd_requests": sum(counts.get(mpd, {}).values()),
         "time_requests": sum(counts.get("/time", {}).values()),
     }

@@ -4,7 +4,11 @@
 ffmpeg, a real DASH ladder) into one title folder, bounded by a timeout;
 ``make_titles`` copies the first title to ``title-1`` .. so that the caches
 see distinct URLs, which is all a catalogue needs. ``find_titles`` lists the
-MPD of each title folder of a library, as the origin serves them.
+MPD of each title folder of a library, as the origin serves them;
+``find_catalogue`` each folder's ``Title``: its MPD and, when the packager wrote
+one beside it, its HLS multivariant playlist (``master.m3u8``: the same segments);
+``listed_titles`` the same from the origin's ``GET /`` listing, and
+``grouped_titles`` from manifest paths given by hand (one title per folder).
 
 ``random_title`` writes media segments of seeded random bytes and no MPD:
 enough for a test of single requests (hit path, miss storm), and the same
@@ -18,10 +22,30 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any, NamedTuple
 
-__all__ = ["find_titles", "make_title", "make_titles", "random_title"]
+from origin.hls import HLS_MASTER
+
+__all__ = [
+    "Title",
+    "find_catalogue",
+    "find_titles",
+    "grouped_titles",
+    "listed_titles",
+    "make_title",
+    "make_titles",
+    "random_title",
+]
+
+
+class Title(NamedTuple):
+    """One title as each protocol names it: URL paths of its MPD and of its HLS
+    multivariant playlist (None: not in that protocol)."""
+
+    dash: str | None
+    hls: str | None
 
 
 def make_title(out: Path, seconds: float, timeout: float) -> float:
@@ -74,3 +98,32 @@ def find_titles(library: Path) -> list[str]:
         if mpds:
             found.append(f"/{folder.name}/{mpds[0].name}")
     return found
+
+
+def find_catalogue(library: Path) -> list[Title]:
+    """Each title folder of ``library`` (``find_titles``) with its ``master.m3u8`` if any."""
+    titles = []
+    for mpd in find_titles(library):
+        folder = mpd.rsplit("/", 1)[0]
+        hls = f"{folder}/{HLS_MASTER}"
+        titles.append(Title(mpd, hls if (library / hls.lstrip("/")).is_file() else None))
+    return titles
+
+
+def listed_titles(entries: Iterable[Mapping[str, Any]]) -> list[Title]:
+    """The titles of an origin's ``GET /`` listing (``manifest``, and ``hls`` if any)."""
+    return [Title(e["manifest"], e.get("hls")) for e in entries if e.get("manifest")]
+
+
+def grouped_titles(paths: Iterable[str]) -> list[Title]:
+    """Manifest URL paths as titles, one per folder in order of first mention: an
+    ``.m3u8`` is the folder's HLS playlist, anything else its MPD (the first of each)."""
+    found: dict[str, Title] = {}
+    for path in paths:
+        folder = path.rsplit("/", 1)[0]
+        title = found.get(folder, Title(None, None))
+        if path.endswith(".m3u8"):
+            found[folder] = title if title.hls else title._replace(hls=path)
+        else:
+            found[folder] = title if title.dash else title._replace(dash=path)
+    return list(found.values())

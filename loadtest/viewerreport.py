@@ -11,7 +11,15 @@ and counts from zero. Around each chaos event, errors and stalls in equal
 windows before, during and after it. The plots (``loadtest.plots``) read the
 ``timeline``.
 
-Pure: it reads the viewers' logs and the samples after the run.
+Per protocol (``by_protocol``: DASH and HLS viewers of a ``--protocol mix``
+run apart), the same figures. Per segment object (init and media segments the
+viewers asked for), the requests that reached the origin, from its access log
+(``loadtest.accesslog``), for the objects only DASH viewers, only HLS viewers
+and both asked for (``origin_objects``): the segments are the same files, so
+the target is one origin request per object whatever the protocol mix.
+
+Pure: it reads the viewers' logs, the samples and the access log's counts after
+the run.
 ``hdrhistogram`` is imported only when a figure needs it.
 """
 
@@ -21,7 +29,9 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from loadtest.accesslog import Counts, object_requests
 from loadtest.player import ViewerLog
+from loadtest.tables import cell, dig, print_targets
 
 if TYPE_CHECKING:
     from hdrh.histogram import HdrHistogram
@@ -29,14 +39,19 @@ if TYPE_CHECKING:
 __all__ = [
     "SETTLE_SECONDS",
     "around_events",
+    "by_protocol",
     "client_series",
+    "origin_objects",
     "percentiles",
     "print_summary",
     "summarise",
+    "targets",
     "tier_series",
 ]
 
 HIT_OUTCOMES = ("hit", "stale")
+SEGMENT_KINDS = ("init", "video", "audio")  # the requests for segment objects
+MANIFEST_SUFFIXES = {"mpd": ".mpd", "playlists": ".m3u8"}
 SETTLE_SECONDS = 2.0  # an event's window runs until this long after the tier is back
 _US_MAX = 120_000_000  # histograms hold 1 µs .. 120 s
 
@@ -273,8 +288,117 @@ def summarise(logs: Sequence[ViewerLog], ladder: dict[int, str]) -> dict[str, An
     }
 
 
+def by_protocol(logs: Sequence[ViewerLog], ladders: dict[str, dict[int, str]]) -> dict[str, Any]:
+    """``summarise`` of each protocol's viewers apart, with its own ladder."""
+    protocols = sorted({log.protocol for log in logs})
+    return {
+        p: summarise([log for log in logs if log.protocol == p], ladders.get(p, {}))
+        for p in protocols
+    }
+
+
+def origin_objects(logs: Sequence[ViewerLog], counts: Counts) -> dict[str, Any]:
+    """Origin requests (``counts``, from its access log) for the segment objects the
+    viewers asked for: those only DASH viewers asked for, only HLS ones, both, and all;
+    and the origin's requests for manifests (MPDs, playlists)."""
+    askers: dict[str, set[str]] = {}
+    for log in logs:
+        for r in log.requests:
+            if r.kind in SEGMENT_KINDS:
+                askers.setdefault(r.path, set()).add(log.protocol)
+    groups = {
+        "dash_only": [o for o, a in askers.items() if a == {"dash"}],
+        "hls_only": [o for o, a in askers.items() if a == {"hls"}],
+        "both": [o for o, a in askers.items() if len(a) > 1],
+        "all": list(askers),
+    }
+    out: dict[str, Any] = {k: object_requests(counts, v) for k, v in groups.items()}
+    out["manifests"] = {
+        kind: sum(sum(c.values()) for path, c in counts.items() if path.endswith(suffix))
+        for kind, suffix in MANIFEST_SUFFIXES.items()
+    }
+    return out
+
+
+def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
+    """The viewers' targets: no error, and one origin request per segment object (not
+    judged in chaos, whose restarts empty the caches, nor without the origin's log)."""
+    errors = s["requests"]["errors"]
+    goals = [{"target": "errors", "goal": "0", "seen": errors, "pass": errors == 0}]
+    found = s.get("origin_objects")
+    if found is not None:
+        worst = {k: v["max_per_object"] for k, v in found.items() if k != "manifests"}
+        judged = s["scenario"] != "chaos"
+        once = found["all"]["max_per_object"] == 1 and not found["all"]["objects_missing"]
+        goals.append({"target": "origin: 1 request per segment object", "goal": "max 1",
+                      "seen": worst, "pass": once if judged else None})  # fmt: skip
+    return goals
+
+
+_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("viewers", ("viewers", "planned")),
+    ("  played", ("viewers", "played")),
+    ("  finished", ("viewers", "finished")),
+    ("  left on errors", ("viewers", "left_on_errors")),
+    ("requests", ("requests", "total")),
+    ("  media segments", ("requests", "media")),
+    ("  errors", ("requests", "errors")),
+    ("startup p50 ms", ("startup_ms", "p50")),
+    ("startup p99 ms", ("startup_ms", "p99")),
+    ("segment TTFB p50 ms", ("segment_ttfb_ms", "p50")),
+    ("segment TTFB p99 ms", ("segment_ttfb_ms", "p99")),
+    ("segment download p99 ms", ("segment_download_ms", "p99")),
+    ("stalls", ("rebuffer", "stalls")),
+    ("viewers stalled", ("rebuffer", "viewers_stalled")),
+    ("rebuffer ratio %", ("rebuffer", "percent")),
+    ("rung switches up", ("abr", "switches_up")),
+    ("rung switches down", ("abr", "switches_down")),
+)
+_ORIGIN_ROWS: tuple[tuple[str, str], ...] = (
+    ("segment objects", "objects"),
+    ("origin requests", "requests"),
+    ("max per object", "max_per_object"),
+    ("objects over one", "objects_over_one"),
+    ("objects never fetched", "objects_missing"),
+)
+
+
+def _with_percent(s: dict[str, Any]) -> dict[str, Any]:
+    ratio = s["rebuffer"]["ratio"]
+    rebuffer = {**s["rebuffer"], "percent": None if ratio is None else 100.0 * ratio}
+    return {**s, "rebuffer": rebuffer}
+
+
+def print_table(s: dict[str, Any]) -> None:
+    """The protocols side by side (and the whole run), then the origin's requests per
+    segment object by who asked for it, then the targets."""
+    columns = {**s.get("protocols", {}), "all": s}
+    columns = {k: _with_percent(v) for k, v in columns.items()}
+    width, label = 10, max(len(r[0]) for r in _ROWS) + 2
+    print(f"\n{'':<{label}}" + "".join(f"{n:>{width}}" for n in columns))
+    for title, path in _ROWS:
+        print(f"{title:<{label}}" + "".join(cell(dig(c, path), width) for c in columns.values()))
+    for name, c in columns.items():
+        names, mix = c["abr"]["rungs"], c["abr"]["mix"]
+        rungs = ", ".join(f"{names.get(k, k)} {100 * v:.0f}%" for k, v in mix.items())
+        print(f"{name} bitrate mix: {rungs or '-'}")
+    found = s.get("origin_objects")
+    if found is None:
+        print("\norigin: no access log, no requests per object")
+    else:
+        groups = ("dash_only", "hls_only", "both", "all")
+        print(f"\n{'asked for by':<{label}}" + "".join(f"{g:>{width}}" for g in groups))
+        for title, key in _ORIGIN_ROWS:
+            print(f"{title:<{label}}" + "".join(cell(found[g][key], width) for g in groups))
+        m = found["manifests"]
+        print(f"origin manifest requests: {m['mpd']} MPD, {m['playlists']} HLS playlists")
+    goals = targets(s)
+    print_targets(goals, max(len(g["target"]) for g in goals), 8)
+
+
 def print_summary(s: dict[str, Any]) -> None:
-    """The summary's headline, each tier's totals, each event's windows and the plots."""
+    """The summary's headline, each tier's totals, each event's windows, the table and
+    the plots."""
     v, r, t = s["viewers"], s["rebuffer"], s["segment_ttfb_ms"]
     print(
         f"{s['scenario']}: {v['played']}/{v['planned']} viewers played, {v['finished']} finished,"
@@ -289,5 +413,6 @@ def print_summary(s: dict[str, Any]) -> None:
             f"  {row['tier']} {row['signal']}: before {row['before']},"
             f" during {row['during']}, after {row['after']}"
         )
+    print_table(s)
     for path in s.get("plots", []):
         print(f"  plot: {path}")

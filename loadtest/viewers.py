@@ -4,8 +4,10 @@
 origin -> regional -> edge as processes (``Topology.start``), or uses a running
 CDN (``--edge URL`` and the admin URLs), and lets ``--viewers`` viewers watch.
 Each viewer (``loadtest.player``) picks a title (Zipf, alpha ``--alpha``,
-seeded), GETs its MPD from the edge, the init segments, then the media
-segments in order, video and audio of a slot together, playing back
+seeded), GETs its manifest from the edge (``--protocol``: the MPD in DASH; the
+multivariant and media playlists in HLS; ``mix``: half the viewers each, seeded),
+the init segments, then the media segments in order (the same files whichever
+protocol names them), video and audio of a slot together, playing back
 ``--speedup`` times faster than real time so that a run is short, through its
 own access link (``--link``), with a buffer and an ABR; a failed request is
 retried for at most ``--give-up`` seconds, after which the viewer leaves.
@@ -27,12 +29,16 @@ Scenarios:
 Measured (``loadtest.viewerreport``): per request TTFB and time to the last
 byte, startup, stalls, rung switches; each tier's ``/metrics`` every
 ``--sample-interval`` (hit ratios of edge and regional, the origin's
-requests/s). JSON summary (``reports/viewers-<scenario>.json``) and PNG plots
-beside it (``loadtest.plots``).
+requests/s); the same per protocol; the origin's requests per segment object,
+from its access log (``--origin-access-log`` with ``--edge``), for the objects
+DASH viewers, HLS viewers and both asked for: the target is one. JSON summary
+(``reports/viewers-<scenario>.json``), a table, and PNG plots beside it
+(``loadtest.plots``).
 
 Invariants:
 
-- Seeded: titles, start offsets and access links come from ``--seed``.
+- Seeded: titles, start offsets, access links and protocols come from ``--seed``
+  (a DASH run's plans are the same whatever the other protocols' flags).
 - Bounded: ``--viewers`` viewers, each watching one title; the whole run is
   cancelled after ``--duration`` seconds (viewers still playing count as cut);
   per request ``--timeout``; retries per slot bounded in time and count; the
@@ -58,16 +64,26 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from loadtest.accesslog import count_requests
 from loadtest.chaos import ChaosMonkey, chaos_steps
 from loadtest.eventloop import run_loop
-from loadtest.player import Run, ViewerLog, ViewerPlan, plan_viewers, viewer
+from loadtest.player import PROTOCOLS, Run, ViewerLog, ViewerPlan, plan_viewers, viewer
 from loadtest.report import config_of, host_facts, write_summary
 from loadtest.sampler import Sampler
-from loadtest.titles import find_titles, make_titles
+from loadtest.titles import (
+    Title,
+    find_catalogue,
+    find_titles,
+    grouped_titles,
+    listed_titles,
+    make_titles,
+)
 from loadtest.topology import Topology, TopologyError, request_counts
 from loadtest.viewerreport import (
     around_events,
+    by_protocol,
     client_series,
+    origin_objects,
     print_summary,
     summarise,
     tier_series,
@@ -77,6 +93,7 @@ __all__ = ["SCENARIOS", "main", "run_scenario", "run_viewers"]
 
 SEED = 20240615
 SCENARIOS = ("steady", "flash-crowd", "chaos")
+LOG_SETTLE_SECONDS = 0.5  # for the origin's last access lines after the viewers end
 
 
 # -- the viewers ----------------------------------------------------------------------------
@@ -123,7 +140,7 @@ async def run_viewers(
     run: Run, plans: Sequence[ViewerPlan], *, duration: float, request_seconds: float
 ) -> list[ViewerLog]:
     """Every viewer of ``plans``; whoever still plays after ``duration`` seconds is cut."""
-    logs = [ViewerLog(p.manifest) for p in plans]
+    logs = [ViewerLog(p.manifest, p.protocol) for p in plans]
     stop = asyncio.Event()
 
     async def viewers() -> None:
@@ -148,14 +165,14 @@ async def run_viewers(
 
 
 @contextlib.contextmanager
-def _library(ns: argparse.Namespace) -> Iterator[tuple[Path | None, list[str], float | None]]:
-    """(library or None for a running CDN, MPD paths, seconds spent making titles)."""
+def _library(ns: argparse.Namespace) -> Iterator[tuple[Path | None, list[Title], float | None]]:
+    """(library or None for a running CDN, titles, seconds spent making titles)."""
     if ns.manifest:
-        yield ns.library, list(ns.manifest), None
+        yield ns.library, grouped_titles(ns.manifest), None
         return
     if ns.library is None and ns.edge:
         with urllib.request.urlopen(ns.edge.rstrip("/") + "/", timeout=ns.timeout) as resp:
-            yield None, [t["manifest"] for t in json.load(resp)][: ns.titles], None
+            yield None, listed_titles(json.load(resp))[: ns.titles], None
         return
     with contextlib.ExitStack() as stack:
         library = ns.library or Path(
@@ -169,7 +186,7 @@ def _library(ns: argparse.Namespace) -> Iterator[tuple[Path | None, list[str], f
                 flush=True,
             )
             made = make_titles(library, ns.titles, ns.title_seconds, timeout=300)
-        yield library, find_titles(library)[: ns.titles], made
+        yield library, find_catalogue(library)[: ns.titles], made
 
 
 # -- the scenario ---------------------------------------------------------------------------
@@ -179,10 +196,12 @@ def run_scenario(
     ns: argparse.Namespace,
     edge: str,
     admins: dict[str, str],
-    manifests: list[str],
+    titles: list[Title],
     top: Topology | None,
+    origin_log: Path | None = None,
 ) -> dict[str, Any]:
-    """Viewers against ``edge`` while the tiers are sampled (and, in chaos, stopped)."""
+    """Viewers against ``edge`` while the tiers are sampled (and, in chaos, stopped); the
+    origin's requests per segment object from ``origin_log``, if given."""
     play = ns.title_seconds / ns.speedup
     ramp = (
         ns.ramp
@@ -193,8 +212,9 @@ def run_scenario(
     )
     step = ns.step or (0.25 if ns.scenario == "flash-crowd" else 1.0)
     plans = plan_viewers(
-        ns.scenario, ns.viewers, manifests, ramp=ramp, alpha=ns.alpha, links=ns.link, seed=ns.seed
-    )
+        ns.scenario, ns.viewers, titles, ramp=ramp, alpha=ns.alpha, links=ns.link, seed=ns.seed,
+        protocol=ns.protocol,
+    )  # fmt: skip
     interval = ns.sample_interval or step
     steps = chaos_steps(ns.duration, ns.outage) if ns.scenario == "chaos" else []
     with contextlib.ExitStack() as stack:
@@ -214,10 +234,17 @@ def run_scenario(
         raise RuntimeError(f"chaos: {monkey.error}")
     events = monkey.events if monkey else []
     series, tiers = tier_series([(t - t0, found) for t, found in sampler.samples])
+    objects = None
+    if origin_log is not None:
+        time.sleep(LOG_SETTLE_SECONDS)
+        objects = origin_objects(logs, count_requests(origin_log))
+    ladder = {**run.ladders.get("hls", {}), **run.ladders.get("dash", {})}
     return {
         "ramp_s": round(ramp, 2),
         "seconds": round(seconds, 2),
-        **summarise(logs, run.ladder),
+        **summarise(logs, ladder),
+        "protocols": by_protocol(logs, run.ladders),
+        "origin_objects": objects,
         "tiers": tiers,
         "events": events,
         "around_events": around_events(logs, events),
@@ -233,10 +260,21 @@ def _parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a("scenario", choices=SCENARIOS, help="steady, flash-crowd or chaos")
     a("--viewers", type=int, default=100, help="viewers (default 100)")
+    a(
+        "--protocol",
+        choices=(*PROTOCOLS, "mix"),
+        default="dash",
+        help="what the viewers speak: dash (the MPD), hls (the playlists), or mix (half each)",
+    )
     a("--titles", type=int, default=5, help="titles in the catalogue (default 5)")
     a("--title-seconds", type=float, default=30.0, help="length of each title made (30)")
     a("--library", type=Path, help="titles here (made here if it has none)")
-    a("--manifest", action="append", help="MPD URL path of a title (repeatable; with --edge)")
+    a(
+        "--manifest",
+        action="append",
+        help="URL path of a title's MPD or HLS multivariant playlist (repeatable, one title"
+        " per folder; with --edge)",
+    )
     a("--alpha", type=float, default=1.0, help="Zipf exponent of title popularity (1)")
     a(
         "--link",
@@ -261,6 +299,11 @@ def _parser() -> argparse.ArgumentParser:
     a("--edge", help="use this running edge (URL) instead of starting a topology")
     for tier in ("edge", "regional", "origin"):
         a(f"--{tier}-admin", help=f"admin URL of the running {tier} (with --edge)")
+    a(
+        "--origin-access-log",
+        type=Path,
+        help="the running origin's access log file (with --edge): requests per segment object",
+    )
     a("--json", type=Path, help="summary (default reports/viewers-SCENARIO.json); PNGs beside it")
     a("--no-plots", action="store_true", help="skip the PNG plots")
     return p
@@ -277,6 +320,18 @@ def _link(text: str) -> tuple[float, float] | None:
     if not 0 < bounds[0] <= bounds[1]:
         raise argparse.ArgumentTypeError("--link: 0 < MIN <= MAX")
     return bounds
+
+
+@contextlib.contextmanager
+def _topology(library: Path, scenario: str) -> Iterator[tuple[Topology, Path]]:
+    """Origin -> regional -> edge on ``library``, the origin writing its access log."""
+    with tempfile.TemporaryDirectory(prefix="tiercdn-viewers-logs-") as logs:
+        origin_log = Path(logs) / "origin-access.log"
+        origin: tuple[str, ...] = ("--access-log-file", str(origin_log))
+        if scenario == "chaos":
+            origin = (*origin, "--fault-control")
+        with Topology.start(library, tier_args={"origin": origin}) as top:
+            yield top, origin_log
 
 
 def _endpoints(top: Topology) -> tuple[str, dict[str, str]]:
@@ -299,12 +354,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns.json = ns.json or Path(f"reports/viewers-{ns.scenario}.json")
     load_before = os.getloadavg()
     try:
-        with _library(ns) as (library, manifests, made):
-            if not manifests:
+        with _library(ns) as (library, titles, made):
+            if not titles:
                 raise RuntimeError("no titles")
             print(
-                f"viewers {ns.scenario}: {ns.viewers} viewers, {len(manifests)} titles,"
-                f" x{ns.speedup:g}, at most {ns.duration:g} s",
+                f"viewers {ns.scenario}: {ns.viewers} viewers ({ns.protocol}), {len(titles)}"
+                f" titles, x{ns.speedup:g}, at most {ns.duration:g} s",
                 flush=True,
             )
             if ns.edge:
@@ -313,14 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for t in ("edge", "regional", "origin")
                     if getattr(ns, f"{t}_admin")
                 }
-                result = run_scenario(ns, ns.edge, admins, manifests, None)
+                result = run_scenario(ns, ns.edge, admins, titles, None, ns.origin_access_log)
             else:
                 assert library is not None
-                tier_args: dict[str, tuple[str, ...]] = (
-                    {"origin": ("--fault-control",)} if ns.scenario == "chaos" else {}
-                )
-                with Topology.start(library, tier_args=tier_args) as top:
-                    result = run_scenario(ns, *_endpoints(top), manifests, top)
+                with _topology(library, ns.scenario) as (top, origin_log):
+                    result = run_scenario(ns, *_endpoints(top), titles, top, origin_log)
                     top.check_alive()
     except (TopologyError, RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
