@@ -83,6 +83,11 @@ _PASS_REASONS = frozenset(
 # Parent answers a stored copy may stand in for (RFC 5861 §4).
 _STALE_IF_ERROR_STATUSES = frozenset({500, 502, 503, 504})
 _RESUMES = 2  # Range requests continuing one body cut short, at most
+_MANIFEST_TYPES = (  # bodies the segment index learns (templates, renditions, segments)
+    "application/dash+xml",
+    "application/vnd.apple.mpegurl",
+    "application/x-mpegurl",
+)
 
 
 def upstream_headers(
@@ -386,10 +391,10 @@ class Fetcher:
         self.pass_marks.pop(url, None)
         if not self.store.put(obj):
             self.metrics.fills_uncached.labels("too-large").inc()
-        if is_manifest(url) or head.headers.get("Content-Type", "").startswith(
-            "application/dash+xml"
+        if is_manifest(url) or head.headers.get("Content-Type", "").lower().startswith(
+            _MANIFEST_TYPES
         ):
-            self.segments.learn(url.split("?", 1)[0], body)
+            self.segments.learn(url.split("?", 1)[0], body)  # MPD or HLS playlist
 
     def _object(
         self,

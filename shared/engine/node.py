@@ -214,8 +214,13 @@ class Node:
             self.metrics.invalidations.inc()
 
     def count_title(self, key: str) -> None:
-        """A manifest was asked for: count its title (``top_titles``, pre-warm top)."""
-        self.manifest_requests[key.split("?", 1)[0]] += 1
+        """A manifest was asked for: count its title (``top_titles``, pre-warm top). An
+        MPD or a multivariant playlist is a title; a media playlist a learned
+        multivariant names is one of its renditions, not counted."""
+        path = key.split("?", 1)[0]
+        if self.segments.is_media_playlist(path):
+            return
+        self.manifest_requests[path] += 1
         if len(self.manifest_requests) > _MAX_TITLES:  # bounded: keep the popular half
             self.manifest_requests = collections.Counter(
                 dict(self.manifest_requests.most_common(_MAX_TITLES // 2))

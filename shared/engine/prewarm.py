@@ -1,14 +1,17 @@
 """Pre-warm: fill one cache node with a title before the crowd arrives.
 
-``prewarm`` warms the MPD at the node, parses the stored copy, then warms every
-path ``dash.segment_paths`` names, each exactly as a client GET would (the
-node's single-flight fill table, its own upstream: an edge pre-warm goes
-through its regional).
+``prewarm`` warms the manifest at the node, parses the stored copy, then warms
+every path it names, each exactly as a client GET would (the node's
+single-flight fill table, its own upstream: an edge pre-warm goes through its
+regional). An MPD names its segments through ``dash.segment_paths``; an HLS
+multivariant playlist names media playlists (``hls.media_playlists``), warmed
+first, whose stored copies name their inits and segments (``hls.segment_paths``);
+a media playlist names its own.
 
 Invariants:
 
 - Bounded: at most ``concurrency`` warms in flight (a fixed pool of workers
-  over one iterator), and at most ``dash.segment_paths``'s limit of paths.
+  over one iterator), and at most ``segment_paths``'s limit of paths.
 - A path already fresh here is ``skipped`` (``warm`` returned HIT), not fetched.
 - A failed path never stops the others; the report counts it and names the
   first few.
@@ -22,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from shared import hls
 from shared.dash import parse_mpd, segment_paths
 from shared.engine.outcome import Outcome
 
@@ -92,17 +96,41 @@ async def prewarm(
     tally.count(manifest_path, await node.warm(manifest_path))
     if tally.failed:
         return report(1, "manifest could not be fetched")
-    xml = await _stored_body(node, manifest_path)
-    if xml is None:
+    body = await _stored_body(node, manifest_path)
+    if body is None:
         return report(1, "manifest was fetched but not stored (uncacheable or too large)")
+    total = 1
     try:
-        presentation = parse_mpd(xml, manifest_path)
-        paths = segment_paths(presentation, lowest=lowest, seconds=seconds)
+        if not hls.is_playlist(body):
+            presentation = parse_mpd(body, manifest_path)
+            paths = segment_paths(presentation, lowest=lowest, seconds=seconds)
+        else:
+            playlist = hls.parse_playlist(body, manifest_path)
+            medias = [playlist] if isinstance(playlist, hls.MediaPlaylist) else []
+            if isinstance(playlist, hls.Multivariant):
+                named = hls.media_playlists(playlist, lowest=lowest)
+                total += len(named)
+                await _warm_all(node, named, tally, concurrency, progress, total)
+                medias = await _media_playlists(node, named)
+            paths = hls.segment_paths(medias, seconds=seconds)
     except ValueError as exc:
-        return report(1, f"manifest: {exc}")
-    total = 1 + len(paths)
+        return report(total, f"manifest: {exc}")
+    total += len(paths)
+    await _warm_all(node, paths, tally, concurrency, progress, total)
+    return report(total)
+
+
+async def _warm_all(
+    node: Node,
+    paths: list[str],
+    tally: _Tally,
+    concurrency: int,
+    progress: Progress | None,
+    total: int,
+) -> None:
+    """Warm ``paths`` with at most ``concurrency`` in flight; a failure stops none."""
     if progress is not None:
-        progress(1, total)
+        progress(tally.done, total)
     todo = iter(paths)
 
     async def worker() -> None:
@@ -114,7 +142,21 @@ async def prewarm(
     async with asyncio.TaskGroup() as group:
         for _ in range(min(concurrency, len(paths))):
             group.create_task(worker())
-    return report(total)
+
+
+async def _media_playlists(node: Node, paths: list[str]) -> list[hls.MediaPlaylist]:
+    """The media playlists stored at ``paths`` (one not stored or unreadable: skipped;
+    its warm already counted it)."""
+    found = []
+    for path in paths:
+        body = await _stored_body(node, path)
+        try:
+            playlist = None if body is None else hls.parse_playlist(body, path)
+        except ValueError:
+            continue
+        if isinstance(playlist, hls.MediaPlaylist):
+            found.append(playlist)
+    return found
 
 
 async def prewarm_top(
