@@ -560,7 +560,7 @@ def test_index_classifies_sample_title(sample_library: Path):
     title = sample_library / "sample"
     idx = SegmentIndex()
     presentation = idx.learn("/sample/manifest.mpd", (title / "manifest.mpd").read_bytes())
-    assert presentation is not None
+    assert isinstance(presentation, shared.dash.Presentation)
     reps = {r.id: r for r in presentation.representations}
     assert {i: (r.kind, r.rank, r.ranks) for i, r in reps.items()} == {
         "0": (ContentKind.VIDEO, 0, 2),

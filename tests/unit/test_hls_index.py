@@ -9,7 +9,15 @@ import random
 import pytest
 
 from shared.dash import ContentKind, SegmentIndex, SegmentKind, is_manifest
-from shared.hls import Listed, PlaylistIndex, media_playlists, parse_playlist, segment_paths
+from shared.hls import (
+    Listed,
+    MediaPlaylist,
+    Multivariant,
+    PlaylistIndex,
+    media_playlists,
+    parse_playlist,
+    segment_paths,
+)
 from shared.hls.index import MAX_RENDITIONS
 from shared.policy.shedding import Priority, priority_of
 
@@ -36,6 +44,18 @@ def media(name: str, first: int = 1, count: int = 4, *, sequence: int = 1, end: 
     for n in range(first, first + count):
         lines += ["#EXTINF:2.0,", f"{name}-{n}.m4s"]
     return "\n".join([*lines, *(["#EXT-X-ENDLIST"] if end else [])]) + "\n"
+
+
+def multivariant(text: str, path: str) -> Multivariant:
+    parsed = parse_playlist(text, path)
+    assert isinstance(parsed, Multivariant)
+    return parsed
+
+
+def media_playlist(text: str, path: str) -> MediaPlaylist:
+    parsed = parse_playlist(text, path)
+    assert isinstance(parsed, MediaPlaylist)
+    return parsed
 
 
 def learned(*playlists: tuple[str, str], index: SegmentIndex | None = None) -> SegmentIndex:
@@ -92,8 +112,9 @@ def test_audio_and_subtitle_renditions_are_rank_0_of_1() -> None:
     assert audio is not None and subs is not None
     assert (audio.representation.kind, audio.representation.rank) == (ContentKind.AUDIO, 0)
     assert (subs.representation.kind, subs.representation.ranks) == (ContentKind.TEXT, 1)
-    parsed = parse_playlist(MASTER, "/t/master.m3u8")
-    assert len(media_playlists(parsed)) == 5  # three variants, audio, subtitles
+    assert (
+        len(media_playlists(multivariant(MASTER, "/t/master.m3u8"))) == 5
+    )  # three variants, audio, subtitles
 
 
 def test_shedding_priority_follows_bandwidth() -> None:
@@ -316,13 +337,13 @@ def test_is_manifest_knows_hls_playlists() -> None:
 def test_prewarm_paths_choose_rungs_and_seconds() -> None:
     """media_playlists: the lowest k video variants plus every audio/subtitle rendition;
     segment_paths: inits first, then segments by start within the first seconds."""
-    master = parse_playlist(MASTER, "/t/master.m3u8")
+    master = multivariant(MASTER, "/t/master.m3u8")
     assert media_playlists(master, lowest=1) == [
         "/t/media_lo.m3u8",
         "/t/media_a.m3u8",
         "/t/subs/en.m3u8",
     ]
-    lo, a = (parse_playlist(media(n), f"/t/media_{n}.m3u8") for n in ("lo", "a"))
+    lo, a = (media_playlist(media(n), f"/t/media_{n}.m3u8") for n in ("lo", "a"))
     assert segment_paths([lo, a], seconds=3) == [
         "/t/init-lo.mp4",
         "/t/init-a.mp4",
