@@ -22,11 +22,10 @@ segments are buffered and the last video segment came at least
 ``UP_HEADROOM`` times faster than the next rung needs (its ``@bandwidth`` in
 DASH, its ``BANDWIDTH`` in HLS). A viewer starts at the lowest rung. Its
 access link (``Link``: log-uniform between MIN and MAX Mb/s of real-time
-playback, times ``speedup`` on the wall clock) paces the
-bytes it receives, so viewers settle on different rungs, as on real
-networks. A failed request is retried (backoff ``RETRY_BASE`` doubling to
-``RETRY_CAP``, at most ``MAX_TRIES``) for at most ``give_up`` seconds, after
-which the viewer leaves.
+playback, times ``speedup`` on the wall clock) paces the bytes it receives,
+so viewers settle on different rungs, as on real networks. A failed request
+is retried (backoff ``RETRY_BASE`` doubling to ``RETRY_CAP``, at most
+``MAX_TRIES``) for at most ``give_up`` seconds, after which the viewer leaves.
 
 Each viewer's ``ViewerLog`` is written by its own task only; titles, start
 offsets, access links and (``mix``: half and half) protocols come from a seed

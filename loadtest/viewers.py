@@ -295,7 +295,12 @@ def _parser() -> argparse.ArgumentParser:
     a("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     a("--step", type=float, help="seconds per point of the plots (1; 0.25 in a flash crowd)")
     a("--sample-interval", type=float, help="seconds between /metrics samples (the step)")
-    a("--seed", type=int, default=SEED, help="seed of titles and start offsets")
+    a(
+        "--seed",
+        type=int,
+        default=SEED,
+        help="seed of titles, start offsets, links and mix protocols",
+    )
     a("--edge", help="use this running edge (URL) instead of starting a topology")
     for tier in ("edge", "regional", "origin"):
         a(f"--{tier}-admin", help=f"admin URL of the running {tier} (with --edge)")
