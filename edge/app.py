@@ -40,5 +40,5 @@ def make_app(settings: EdgeSettings, *, clock: Callable[[], float] = time.time) 
     if settings.cors_origin:
         install_cors(node, settings.cors_origin)
     if settings.player_dashjs_url:
-        install_player(app, settings.player_dashjs_url)
+        install_player(app, settings.player_dashjs_url, settings.player_hlsjs_url)
     return app

@@ -1,12 +1,16 @@
-/* tiercdn player page: plays data-src with dash.js (v4 or v5) and logs, per
-   response, each tier's Cache-Status member, the representation and bitrate
-   dash.js chose, and the time to first byte. A live (dynamic) MPD plays at the
-   live edge and the page shows dash.js's live latency once a second.
+/* tiercdn player page: plays data-src and logs, per response, each tier's
+   Cache-Status member, the representation and bitrate the player chose, and the
+   time to first byte. data-engine says which player: "dash" (dash.js v4 or v5) for
+   an MPD, "hls" (hls.js 1.x, or the browser's own HLS without it) for an .m3u8.
+   A live manifest plays at the live edge and the page shows the player's live
+   latency once a second.
 
-   Cache-Status is read in a dash.js response interceptor (the headers of the
-   XHR, exposed cross-origin by the edge's Access-Control-Expose-Headers).
-   Everything the page learns is also in window.tiercdnPlayer, for tests and
-   the console. Text from the network only ever reaches the DOM as textContent. */
+   dash.js: Cache-Status is read in a response interceptor (the headers of the XHR,
+   exposed cross-origin by the edge's Access-Control-Expose-Headers). hls.js: from
+   the networkDetails (the XHR, or fetch's Response) of its FRAG_LOADED and
+   playlist events. The browser's own HLS shows no headers: no table then.
+   Everything the page learns is also in window.tiercdnPlayer, for tests and the
+   console. Text from the network only ever reaches the DOM as textContent. */
 (function () {
   "use strict";
 
@@ -16,14 +20,17 @@
   var video = document.getElementById("video");
   var state = {
     src: root.dataset.src,
-    dashjs: root.dataset.dashjs,
+    engine: root.dataset.engine, // "dash" | "hls"
+    library: root.dataset.library, // the script's URL ("" = the browser's own HLS)
+    player: null, // "dash.js" | "hls.js" | "native HLS", once chosen
     version: null,
-    attachedAt: null, // performance.now() when dash.js was given the manifest
+    attachedAt: null, // performance.now() when the player was given the manifest
     startedAt: null, // performance.now() of the first "playing"
     startupMs: null, // startedAt - attachedAt
     stalls: [], // {at, currentTime, why} after playback started
     errors: [],
-    responses: [], // every response dash.js loaded: manifest, init and media segments
+    warnings: [], // what the player recovered from by itself (hls.js's non-fatal errors)
+    responses: [], // every response the player loaded: manifest, init and media segments
     tierHits: {}, // tier name -> {hit, total} over media segments
     quality: {}, // mediaType -> {id, bandwidth, width, height}
     live: null, // a dynamic MPD: {lowLatency, targetS, latencyS, rate, samples}
@@ -46,6 +53,21 @@
     if (!headers) return null;
     for (var key in headers) {
       if (key.toLowerCase() === name) return headers[key];
+    }
+    return null;
+  }
+
+  /* A response header from hls.js's networkDetails: an XHR, or fetch's Response. */
+  function networkHeader(details, name) {
+    try {
+      if (details && typeof details.getResponseHeader === "function") {
+        return details.getResponseHeader(name);
+      }
+      if (details && details.headers && typeof details.headers.get === "function") {
+        return details.headers.get(name);
+      }
+    } catch (err) {
+      // an aborted XHR or an opaque response: no headers to read
     }
     return null;
   }
@@ -88,55 +110,35 @@
   }
 
   /* Time to first byte: Resource Timing when the browser has it (sub-millisecond;
-     cross-origin only with Timing-Allow-Origin), else dash.js's own Dates. */
-  function ttfb(url, req) {
+     cross-origin only with Timing-Allow-Origin), else the player's own clock
+     (startMs and firstByteMs on one time line, or null). */
+  function ttfb(url, startMs, firstByteMs) {
     var last = resourceTiming(url);
     if (last && last.responseStart > 0 && last.requestStart > 0) {
       return Math.round((last.responseStart - last.requestStart) * 10) / 10;
     }
-    if (!req.startDate || !req.firstByteDate) return null;
-    return Math.max(0, req.firstByteDate.getTime() - req.startDate.getTime());
+    if (!startMs || !firstByteMs) return null;
+    return Math.round(Math.max(0, firstByteMs - startMs) * 10) / 10;
   }
   performance.addEventListener("resourcetimingbufferfull", function () {
     performance.clearResourceTimings();
   });
 
-  /* Body size: dash.js's data, or, for a low-latency segment dash.js streamed chunk
-     by chunk (it hands its chunks to the buffer, not to the interceptor), the body
-     size Resource Timing saw. */
-  function bodyBytes(response, url) {
-    var data = response.data;
+  /* Body size: the player's data, or, for a low-latency segment dash.js streamed
+     chunk by chunk (it hands its chunks to the buffer, not to the interceptor), the
+     body size Resource Timing saw. */
+  function bodyBytes(data, url) {
     if (data && data.byteLength > 0) return data.byteLength;
     var last = resourceTiming(url);
     if (last && last.encodedBodySize > 0) return last.encodedBodySize;
     return data && data.byteLength !== undefined ? data.byteLength : null;
   }
 
-  function record(response) {
-    var custom = response.request && response.request.customData;
-    var req = (custom && custom.request) || {};
-    var rep = req.representation || {};
-    var timing = response.resourceTiming || {};
-    var entry = {
-      n: state.responses.length + 1,
-      url: response.url || (response.request && response.request.url) || req.url,
-      status: response.status,
-      type: req.type || "other",
-      mediaType: req.mediaType || "",
-      index: req.index,
-      rep: rep.id !== undefined ? String(rep.id) : "",
-      bandwidth: rep.bandwidth || req.bandwidth || null,
-      width: rep.width || null,
-      height: rep.height || null,
-      cacheStatus: header(response.headers, "cache-status") || "",
-      tiers: [],
-      ttfbMs: null,
-      totalMs: timing.duration !== undefined ? Math.round(timing.duration) : null,
-      bytes: null,
-    };
-    entry.bytes = bodyBytes(response, entry.url);
+  /* One response, whichever player loaded it: type is "MediaSegment",
+     "InitializationSegment", "MPD", "Playlist" ...; mediaType "video", "audio" or "". */
+  function record(entry) {
+    entry.n = state.responses.length + 1;
     entry.tiers = parseCacheStatus(entry.cacheStatus);
-    entry.ttfbMs = ttfb(entry.url, req);
     state.responses.push(entry);
     if (entry.type === "MediaSegment") {
       entry.tiers.forEach(function (t) {
@@ -146,6 +148,33 @@
       });
     }
     render(entry);
+  }
+
+  function dashResponse(response) {
+    var custom = response.request && response.request.customData;
+    var req = (custom && custom.request) || {};
+    var rep = req.representation || {};
+    var timing = response.resourceTiming || {};
+    var url = response.url || (response.request && response.request.url) || req.url;
+    record({
+      url: url,
+      status: response.status,
+      type: req.type || "other",
+      mediaType: req.mediaType || "",
+      index: req.index,
+      rep: rep.id !== undefined ? String(rep.id) : "",
+      bandwidth: rep.bandwidth || req.bandwidth || null,
+      width: rep.width || null,
+      height: rep.height || null,
+      cacheStatus: header(response.headers, "cache-status") || "",
+      ttfbMs: ttfb(
+        url,
+        req.startDate && req.startDate.getTime(),
+        req.firstByteDate && req.firstByteDate.getTime()
+      ),
+      totalMs: timing.duration !== undefined ? Math.round(timing.duration) : null,
+      bytes: bodyBytes(response.data, url),
+    });
   }
 
   function cell(row, text, cls) {
@@ -200,109 +229,338 @@
     $("stalls").textContent = String(state.stalls.length);
   }
 
-  if (!window.dashjs || !window.dashjs.MediaPlayer) {
-    fail("dash.js did not load from " + state.dashjs + " (check --player-dashjs-url)");
-    return;
-  }
-  var dashjs = window.dashjs;
-  var events = dashjs.MediaPlayer.events;
-  var player = dashjs.MediaPlayer().create();
-  state.version = player.getVersion ? player.getVersion() : null;
-  window.tiercdnDash = player;
-
-  if (player.addResponseInterceptor) {
-    player.addResponseInterceptor(function (response) {
-      try {
-        record(response);
-      } catch (err) {
-        console.warn("tiercdn player: could not record a response", err);
-      }
-      return Promise.resolve(response);
-    });
-  } else {
-    fail("this dash.js (" + state.version + ") has no addResponseInterceptor: use dash.js 5");
+  function seconds(value) {
+    return isFinite(value) && value !== null ? value.toFixed(1) + " s" : "–";
   }
 
-  player.on(events.ERROR, function (e) {
-    var err = e.error || {};
-    fail("dash.js error " + (err.code || "") + ": " + (err.message || JSON.stringify(err)));
-  });
-  player.on(events.PLAYBACK_ERROR, function (e) {
-    fail("playback error: " + (e.error && e.error.message ? e.error.message : "media error"));
-  });
-  player.on(events.BUFFER_EMPTY, function (e) {
-    stall("dash.js buffer empty (" + (e.mediaType || "?") + ")");
-  });
-  player.on(events.QUALITY_CHANGE_RENDERED, function (e) {
-    var rep = e.newRepresentation || {};
-    state.quality[e.mediaType] = {
-      id: rep.id,
-      bandwidth: rep.bandwidth,
-      width: rep.width,
-      height: rep.height,
-    };
+  function showQuality() {
     var v = state.quality.video;
     if (v) {
       $("quality").textContent =
         (v.height ? v.width + "x" + v.height + " " : "") +
         (v.bandwidth ? Math.round(v.bandwidth / 1000) + " kb/s" : "rep " + v.id);
     }
-  });
+  }
 
-  /* Live. dash.js 5 plays a dynamic MPD at its live edge by itself; in low-latency
-     mode (which it enters when the MPD's SegmentTemplate says
+  /* Live, whichever player: `live` answers isLive(), lowLatency(), targetS(),
+     latencyS() and bufferS() for the player in use; sampled once a second. */
+  var live = null;
+
+  function sampleLive() {
+    if (live === null || !live.isLive()) return;
+    var l = state.live;
+    if (l === null) {
+      l = state.live = { lowLatency: false, targetS: null, latencyS: null, rate: 1, samples: [] };
+      $("live").hidden = false;
+    }
+    l.lowLatency = live.lowLatency();
+    l.targetS = live.targetS();
+    l.latencyS = live.latencyS();
+    l.rate = video.playbackRate;
+    if (state.startedAt !== null && isFinite(l.latencyS) && l.latencyS !== null) {
+      l.samples.push({ at: performance.now(), latencyS: l.latencyS, rate: l.rate, bufferS: live.bufferS() });
+      if (l.samples.length > MAX_LIVE_SAMPLES) l.samples.shift();
+    }
+    $("latency").textContent = seconds(l.latencyS);
+    $("target").textContent = seconds(l.targetS) + (l.lowLatency ? " low latency" : "");
+    $("rate").textContent = l.rate.toFixed(2) + "×";
+  }
+
+  /* dash.js 5 plays a dynamic MPD at its live edge by itself; in low-latency mode
+     (which it enters when the MPD's SegmentTemplate says
      availabilityTimeComplete="false") it loads segments chunk by chunk as they grow,
      aims at the MPD's ServiceDescription latency target and turns catch-up on (a
      playback rate around 1 steers the latency to the target). The page leaves all
      that to the MPD: only ?latency= (data-latency) overrides the target. The latency
      is now (synchronised with the MPD's UTCTiming) minus the playhead's wall-clock
      time. */
-  function isDynamic() {
-    try {
-      return player.isDynamic();
-    } catch (err) {
-      return false; // playback not initialised yet
+  function startDash(latency) {
+    if (!window.dashjs || !window.dashjs.MediaPlayer) {
+      fail("dash.js did not load from " + state.library + " (check --player-dashjs-url)");
+      return;
     }
-  }
+    var dashjs = window.dashjs;
+    var events = dashjs.MediaPlayer.events;
+    var player = dashjs.MediaPlayer().create();
+    state.player = "dash.js";
+    state.version = player.getVersion ? player.getVersion() : null;
+    window.tiercdnDash = player;
 
-  function seconds(value) {
-    return isFinite(value) ? value.toFixed(1) + " s" : "–";
-  }
-
-  function sampleLive() {
-    if (!isDynamic()) return;
-    var live = state.live;
-    if (live === null) {
-      live = state.live = { lowLatency: false, targetS: null, latencyS: null, rate: 1, samples: [] };
-      $("live").hidden = false;
-    }
-    live.lowLatency = Boolean(player.getLowLatencyModeEnabled && player.getLowLatencyModeEnabled());
-    live.targetS = player.getTargetLiveDelay ? player.getTargetLiveDelay() : null;
-    live.latencyS = player.getCurrentLiveLatency();
-    live.rate = video.playbackRate;
-    if (state.startedAt !== null && isFinite(live.latencyS)) {
-      live.samples.push({
-        at: performance.now(),
-        latencyS: live.latencyS,
-        rate: live.rate,
-        bufferS: player.getBufferLength("video"),
+    if (player.addResponseInterceptor) {
+      player.addResponseInterceptor(function (response) {
+        try {
+          dashResponse(response);
+        } catch (err) {
+          console.warn("tiercdn player: could not record a response", err);
+        }
+        return Promise.resolve(response);
       });
-      if (live.samples.length > MAX_LIVE_SAMPLES) live.samples.shift();
+    } else {
+      fail("this dash.js (" + state.version + ") has no addResponseInterceptor: use dash.js 5");
     }
-    $("latency").textContent = seconds(live.latencyS);
-    $("target").textContent = seconds(live.targetS) + (live.lowLatency ? " low latency" : "");
-    $("rate").textContent = live.rate.toFixed(2) + "×";
-  }
-  setInterval(sampleLive, 1000);
 
-  var latency = parseFloat(root.dataset.latency);
-  if (latency > 0) {
-    player.updateSettings({ streaming: { delay: { liveDelay: latency } } });
+    player.on(events.ERROR, function (e) {
+      var err = e.error || {};
+      fail("dash.js error " + (err.code || "") + ": " + (err.message || JSON.stringify(err)));
+    });
+    player.on(events.PLAYBACK_ERROR, function (e) {
+      fail("playback error: " + (e.error && e.error.message ? e.error.message : "media error"));
+    });
+    player.on(events.BUFFER_EMPTY, function (e) {
+      stall("dash.js buffer empty (" + (e.mediaType || "?") + ")");
+    });
+    player.on(events.QUALITY_CHANGE_RENDERED, function (e) {
+      var rep = e.newRepresentation || {};
+      state.quality[e.mediaType] = {
+        id: rep.id,
+        bandwidth: rep.bandwidth,
+        width: rep.width,
+        height: rep.height,
+      };
+      showQuality();
+    });
+
+    function isDynamic() {
+      try {
+        return player.isDynamic();
+      } catch (err) {
+        return false; // playback not initialised yet
+      }
+    }
+    live = {
+      isLive: isDynamic,
+      lowLatency: function () {
+        return Boolean(player.getLowLatencyModeEnabled && player.getLowLatencyModeEnabled());
+      },
+      targetS: function () {
+        return player.getTargetLiveDelay ? player.getTargetLiveDelay() : null;
+      },
+      latencyS: function () {
+        return player.getCurrentLiveLatency();
+      },
+      bufferS: function () {
+        return player.getBufferLength("video");
+      },
+    };
+    if (latency > 0) {
+      player.updateSettings({ streaming: { delay: { liveDelay: latency } } });
+    }
+    player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
+    state.attachedAt = performance.now();
+    $("state").textContent = "loading " + state.src;
+    player.initialize(video, state.src, true);
   }
+
+  /* The media playlist's name stands for the rendition: ".../media_1.m3u8" -> "media_1". */
+  function playlistName(url) {
+    var name = String(url || "").split("?")[0].split("/").pop();
+    return name.replace(/\.m3u8$/i, "");
+  }
+
+  /* hls.js 1.x. Every request hls.js makes (multivariant and media playlists, init
+     and media segments) goes through its loader, so the page plays with a loader
+     that records each response (its XHR, or fetch's Response, hls.js calls
+     networkDetails) before handing it on: the equivalent of dash.js's response
+     interceptor. The loader's context says what was loaded (a playlist's type, a
+     fragment's rendition and number). A live playlist plays at its live edge,
+     low-latency when it has parts; ?latency= sets liveSyncDuration. */
+  function startHls(latency) {
+    var Hls = window.Hls;
+    if (!Hls || !Hls.isSupported || !Hls.isSupported()) {
+      var why = !Hls
+        ? state.library
+          ? "hls.js did not load from " + state.library + " (check --player-hlsjs-url)"
+          : "no hls.js (--player-hlsjs-url is empty)"
+        : "hls.js cannot play here (no MediaSource)";
+      if (video.canPlayType("application/vnd.apple.mpegurl")) {
+        startNative(why);
+      } else {
+        fail(why + " and this browser has no HLS of its own");
+      }
+      return;
+    }
+    var hls = null; // set below; the loader only runs once it is
+
+    function rendition(frag) {
+      if (frag.type === "main") {
+        var level = hls.levels[frag.level] || {};
+        return {
+          mediaType: "video",
+          rep: playlistName(level.uri || (level.url && level.url[0])) || String(frag.level),
+          bandwidth: level.bitrate || null,
+          width: level.width || null,
+          height: level.height || null,
+        };
+      }
+      var track = (hls.audioTracks || [])[frag.level] || {};
+      return {
+        mediaType: frag.type === "audio" ? "audio" : frag.type,
+        rep: playlistName(track.url) || String(frag.level),
+        bandwidth: track.bitrate || null,
+        width: null,
+        height: null,
+      };
+    }
+
+    var PLAYLISTS = { manifest: "", level: "video", audioTrack: "audio", subtitleTrack: "text" };
+
+    /* One finished load: context is hls.js's loader context, details its
+       networkDetails, status the HTTP status of a failed load (else details'). */
+    function loaded(context, details, stats, data, status) {
+      var loading = (stats && stats.loading) || {};
+      var frag = context.frag;
+      var r = {
+        url: context.url,
+        status: status || (details && details.status) || null,
+        type: "other",
+        mediaType: "",
+        index: null,
+        rep: "",
+        bandwidth: null,
+        width: null,
+        height: null,
+        cacheStatus: networkHeader(details, "cache-status") || "",
+        ttfbMs: ttfb(context.url, loading.start, loading.first),
+        totalMs: loading.end && loading.start ? Math.round(loading.end - loading.start) : null,
+        bytes: bodyBytes(data, context.url),
+      };
+      if (!r.bytes && stats && stats.total > 0) r.bytes = stats.total;
+      if (frag) {
+        var rend = rendition(frag);
+        for (var key in rend) r[key] = rend[key];
+        r.type = frag.sn === "initSegment" ? "InitializationSegment" : "MediaSegment";
+        r.index = frag.sn === "initSegment" ? null : frag.sn;
+      } else if (context.type in PLAYLISTS) {
+        r.type = "Playlist";
+        r.mediaType = PLAYLISTS[context.type];
+        r.rep = playlistName(context.url);
+      }
+      record(r);
+    }
+
+    function safely(fn) {
+      return function () {
+        try {
+          fn.apply(null, arguments);
+        } catch (err) {
+          console.warn("tiercdn player: could not record a response", err);
+        }
+      };
+    }
+    var recordLoad = safely(loaded);
+
+    var Loader = Hls.DefaultConfig.loader;
+    class RecordingLoader extends Loader {
+      load(context, config, callbacks) {
+        var wrapped = Object.assign({}, callbacks, {
+          onSuccess: function (response, stats, ctx, details) {
+            recordLoad(ctx, details, stats, response && response.data, null);
+            return callbacks.onSuccess(response, stats, ctx, details);
+          },
+          onError: function (error, ctx, details, stats) {
+            recordLoad(ctx, details, stats, null, error && error.code);
+            return callbacks.onError(error, ctx, details, stats);
+          },
+        });
+        return super.load(context, config, wrapped);
+      }
+    }
+
+    var config = { enableWorker: true, lowLatencyMode: true, loader: RecordingLoader };
+    if (latency > 0) config.liveSyncDuration = latency;
+    hls = new Hls(config);
+    var events = Hls.Events;
+    state.player = "hls.js";
+    state.version = Hls.version || null;
+    window.tiercdnHls = hls;
+
+    hls.on(events.MANIFEST_PARSED, function () {
+      var played = video.play();
+      if (played && played.catch) {
+        played.catch(function (err) {
+          console.warn("tiercdn player: autoplay refused", err);
+        });
+      }
+    });
+    hls.on(events.LEVEL_SWITCHED, function (event, d) {
+      var level = hls.levels[d.level] || {};
+      state.quality.video = {
+        id: playlistName(level.uri || (level.url && level.url[0])) || String(d.level),
+        bandwidth: level.bitrate,
+        width: level.width,
+        height: level.height,
+      };
+      showQuality();
+    });
+    hls.on(events.AUDIO_TRACK_SWITCHED, function (event, d) {
+      state.quality.audio = { id: d.name || String(d.id), bandwidth: d.bitrate || null };
+    });
+    hls.on(events.ERROR, function (event, d) {
+      if (d.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR) {
+        stall("hls.js buffer stalled");
+      }
+      if (d.fatal) {
+        var message = d.error && d.error.message ? d.error.message : d.details;
+        fail("hls.js " + d.type + " error " + d.details + ": " + message);
+      } else {
+        state.warnings.push(d.details);
+      }
+    });
+
+    function playlistDetails() {
+      var level = hls.levels && hls.levels[hls.currentLevel >= 0 ? hls.currentLevel : 0];
+      return (level && level.details) || null;
+    }
+    live = {
+      isLive: function () {
+        var details = playlistDetails();
+        return Boolean(details && details.live);
+      },
+      lowLatency: function () {
+        var details = playlistDetails();
+        return Boolean(hls.lowLatencyMode && details && details.partList);
+      },
+      targetS: function () {
+        return hls.targetLatency;
+      },
+      latencyS: function () {
+        return hls.latency;
+      },
+      bufferS: function () {
+        var b = video.buffered;
+        for (var i = 0; i < b.length; i++) {
+          if (b.start(i) <= video.currentTime && video.currentTime <= b.end(i)) {
+            return b.end(i) - video.currentTime;
+          }
+        }
+        return 0;
+      },
+    };
+    state.attachedAt = performance.now();
+    $("state").textContent = "loading " + state.src;
+    hls.loadSource(state.src);
+    hls.attachMedia(video);
+  }
+
+  /* The browser's own HLS (Safari): it plays, but shows the page no response. */
+  function startNative(why) {
+    state.player = "native HLS";
+    state.warnings.push(why + ": playing with the browser's own HLS, no per-segment table");
+    $("error").hidden = false;
+    $("error").textContent = state.warnings[state.warnings.length - 1];
+    state.attachedAt = performance.now();
+    $("state").textContent = "loading " + state.src;
+    video.src = state.src;
+    video.play().catch(function (err) {
+      console.warn("tiercdn player: autoplay refused", err);
+    });
+  }
+
+  setInterval(sampleLive, 1000);
 
   video.muted = true;
   video.addEventListener("playing", function () {
-    $("state").textContent = isDynamic() ? "playing live" : "playing";
+    $("state").textContent = live && live.isLive() ? "playing live" : "playing";
     if (state.startedAt !== null) return;
     state.startedAt = performance.now();
     state.startupMs = Math.round(state.startedAt - state.attachedAt);
@@ -320,8 +578,10 @@
     fail("video element error " + (err ? err.code + " " + err.message : ""));
   });
 
-  player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
-  state.attachedAt = performance.now();
-  $("state").textContent = "loading " + state.src;
-  player.initialize(video, state.src, true);
+  var latency = parseFloat(root.dataset.latency);
+  if (state.engine === "hls") {
+    startHls(latency);
+  } else {
+    startDash(latency);
+  }
 })();

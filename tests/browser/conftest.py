@@ -1,12 +1,13 @@
-"""Fixtures for real-browser tests: system Chromium, a local dash.js, a longer title.
+"""Fixtures for real-browser tests: system Chromium, local dash.js and hls.js, a longer title.
 
 Nothing here downloads anything. Chromium is Debian's ``chromium`` package
 (``/usr/bin/chromium``, or ``TIERCDN_CHROMIUM``), driven by Playwright for
 Python; dash.js comes from ``npm install --prefix .cache/npm dashjs@5`` (or
-``TIERCDN_DASHJS``, the path of ``dash.all.min.js``). ``scripts/install-browser``
-installs both, as ``.ci/run`` does. A missing piece fails the test with the
-command that installs it: these tests never skip. Paths, flags and the title's
-constants are in ``tests/helpers.py``.
+``TIERCDN_DASHJS``, the path of ``dash.all.min.js``), hls.js from the same
+npm call's ``hls.js@1`` (or ``TIERCDN_HLSJS``, the path of ``hls.min.js``).
+``scripts/install-browser`` installs them, as ``.ci/run`` does. A missing
+piece fails the test with the command that installs it: these tests never
+skip. Paths, flags and the title's constants are in ``tests/helpers.py``.
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ from tests.helpers import (
     LONG_LADDER,
     LONG_SECONDS,
     LONG_TITLE,
+    REPO,
     ServerFactory,
     async_playwright,
 )
+
+HLSJS = REPO / ".cache/npm/node_modules/hls.js/dist/hls.min.js"
 
 
 @pytest.fixture(scope="session")
@@ -50,8 +54,17 @@ def dashjs_file() -> Path:
 
 
 @pytest.fixture(scope="session")
+def hlsjs_file() -> Path:
+    path = Path(os.environ.get("TIERCDN_HLSJS", HLSJS))
+    if not path.is_file():
+        pytest.fail(f"no hls.js at {path}: {INSTALL} (npm install --prefix .cache/npm hls.js@1)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def long_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A library holding ``long/``: 30 s, 180p 300 kb/s and 360p 800 kb/s + AAC."""
+    """A library holding ``long/``: 30 s, 180p 300 kb/s and 360p 800 kb/s + AAC, as an MPD
+    and as HLS (``master.m3u8``) over the same segments."""
     library = tmp_path_factory.mktemp("long-library")
     make_sample(library / LONG_TITLE, duration=LONG_SECONDS, renditions=LONG_LADDER)
     return library
@@ -74,6 +87,18 @@ async def dashjs_server(aiohttp_server: ServerFactory, dashjs_file: Path) -> Tes
 
     app = web.Application()
     app.router.add_get("/dash.all.min.js", serve)
+    return await aiohttp_server(app)
+
+
+@pytest.fixture
+async def hlsjs_server(aiohttp_server: ServerFactory, hlsjs_file: Path) -> TestServer:
+    """A tiny static server for hls.js on its own port (another origin than the edge)."""
+
+    async def serve(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(hlsjs_file, headers={"Content-Type": "text/javascript"})
+
+    app = web.Application()
+    app.router.add_get("/hls.min.js", serve)
     return await aiohttp_server(app)
 
 
