@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from edge.player import valid_src
 from shared.service.settings import CacheSettings, option
 
 __all__ = ["EdgeSettings"]
@@ -34,7 +35,12 @@ class EdgeSettings(CacheSettings):
             ("--player-dashjs-url", self.player_dashjs_url),
             ("--player-hlsjs-url", self.player_hlsjs_url),
         ):
-            if url and not url.startswith(("http://", "https://")) and not os.path.isfile(url):
+            if not url:
+                continue
+            if url.startswith(("http://", "https://")):
+                if not valid_src(url):
+                    raise ValueError(f"{flag} is not a valid http(s) URL: {url!r}")
+            elif not os.path.isfile(url):
                 raise ValueError(f"{flag} must be an http(s) URL or a file: {url!r}")
         if self.prefetch < 0 or self.prefetch_concurrency < 1:
             raise ValueError("--prefetch must be >= 0 and --prefetch-concurrency >= 1")
