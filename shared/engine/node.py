@@ -94,7 +94,7 @@ class Node:
             max_wait=s.origin_wait,
         )
         self.shedder = Shedder(s.max_requests, s.max_fills)
-        self.segments = SegmentIndex()  # templates learned from MPDs passing through
+        self.segments = SegmentIndex()  # learned from the MPDs and HLS playlists passing through
         self.policy = Policy(
             shedder=self.shedder,
             segments=self.segments,

@@ -12,11 +12,15 @@ priority                    share   what
 ==========================  ======  ====================================
 MEDIA_TOP                   50 %    highest-bitrate rung of its AdaptationSet
 MEDIA_HIGH                  62.5 %  upper rungs
-MEDIA_MID, UNKNOWN          75 %    middle rungs; paths no MPD taught us
+MEDIA_MID, UNKNOWN          75 %    middle rungs; paths no manifest taught us
 MEDIA_LOW                   87.5 %  lower rungs
 MEDIA_BASE                  100 %   lowest rung (and single-rung sets: audio, text)
 INIT, MANIFEST              110 %   a reserve beyond the cap (at least one slot)
 ==========================  ======  ====================================
+
+Rungs come from the segment index: an MPD's AdaptationSets, or an HLS multivariant
+playlist's variants ranked by ``BANDWIDTH`` (its audio and subtitle renditions are
+single rungs); MPDs and HLS playlists (``.m3u8``) are MANIFEST.
 
 A request is admitted while the count in flight (not counting itself) is below
 ``ceil(cap * share)``. The request cap applies to every miss; the fill cap only
