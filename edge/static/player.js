@@ -6,9 +6,10 @@
    latency once a second.
 
    dash.js: Cache-Status is read in a response interceptor (the headers of the XHR,
-   exposed cross-origin by the edge's Access-Control-Expose-Headers). hls.js: from
-   the networkDetails (the XHR, or fetch's Response) of its FRAG_LOADED and
-   playlist events. The browser's own HLS shows no headers: no table then.
+   exposed cross-origin by the edge's Access-Control-Expose-Headers). hls.js: in a
+   loader that records each response (hls.js's networkDetails: the XHR, or fetch's
+   Response) before handing it on. The browser's own HLS shows the page no
+   response: no table then.
    Everything the page learns is also in window.tiercdnPlayer, for tests and the
    console. Text from the network only ever reaches the DOM as textContent. */
 (function () {
@@ -33,7 +34,7 @@
     responses: [], // every response the player loaded: manifest, init and media segments
     tierHits: {}, // tier name -> {hit, total} over media segments
     quality: {}, // mediaType -> {id, bandwidth, width, height}
-    live: null, // a dynamic MPD: {lowLatency, targetS, latencyS, rate, samples}
+    live: null, // a live manifest: {lowLatency, targetS, latencyS, rate, samples}
   };
   window.tiercdnPlayer = state;
 
@@ -258,7 +259,12 @@
     l.latencyS = live.latencyS();
     l.rate = video.playbackRate;
     if (state.startedAt !== null && isFinite(l.latencyS) && l.latencyS !== null) {
-      l.samples.push({ at: performance.now(), latencyS: l.latencyS, rate: l.rate, bufferS: live.bufferS() });
+      l.samples.push({
+        at: performance.now(),
+        latencyS: l.latencyS,
+        rate: l.rate,
+        bufferS: live.bufferS(),
+      });
       if (l.samples.length > MAX_LIVE_SAMPLES) l.samples.shift();
     }
     $("latency").textContent = seconds(l.latencyS);

@@ -28,6 +28,7 @@ from tests.browser.test_live_player_browser import _first_mpd
 from tests.helpers import PlaywrightTimeout, edge_settings, regional_settings, url_of
 
 LIVE_SECONDS = 20
+TARGET = 4  # ?latency= on the page: hls.js's liveSyncDuration
 
 
 async def _playlists_whole(origin: str, seconds: float = 15.0) -> None:
@@ -57,7 +58,8 @@ async def _playlists_whole(origin: str, seconds: float = 15.0) -> None:
 async def test_hls_player_plays_a_live_channel(
     chromium, hlsjs_server, aiohttp_server, artifacts, tmp_path
 ):
-    """Live HLS through three tiers: 20 s at the live edge without a stall, latency shown."""
+    """Live HLS through three tiers: 20 s at the live edge without a stall, latency shown,
+    ``latency=4`` taken as hls.js's target (liveSyncDuration)."""
     library = tmp_path / "library"  # no titles: the channel alone
     library.mkdir()
     settings = OriginSettings(
@@ -88,7 +90,7 @@ async def test_hls_player_plays_a_live_channel(
             problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None
         ),
     )
-    await page.goto(edge + "/player/?src=/live/sports/master.m3u8")
+    await page.goto(edge + f"/player/?src=/live/sports/master.m3u8&latency={TARGET}")
     await page.wait_for_function(
         "() => window.tiercdnPlayer && (tiercdnPlayer.startedAt !== null"
         " || tiercdnPlayer.errors.length > 0)",
@@ -133,6 +135,7 @@ async def test_hls_player_plays_a_live_channel(
     assert state["player"] == "hls.js" and state["startupMs"] is not None, summary
     assert state["stalls"] == [], summary
     assert len(latencies) >= LIVE_SECONDS and shown and shown.endswith(" s"), summary
+    assert live["targetS"] == TARGET, summary
     assert len(media) >= LIVE_SECONDS // 2, summary
     for r in media:
         assert r["status"] == 200, r
