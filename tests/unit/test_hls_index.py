@@ -359,3 +359,21 @@ def test_prewarm_paths_choose_rungs_and_seconds() -> None:
         segment_paths([lo], seconds=float("nan"))
     with pytest.raises(ValueError, match="more than 3"):
         segment_paths([lo], limit=3)
+
+
+def test_a_kept_upcoming_answer_still_counts_as_a_use() -> None:
+    """upcoming answered from its kept answers touches the media playlist's LRU slot."""
+    index = SegmentIndex(max_presentations=2)
+    learned(("/a.m3u8", media("a")), ("/b.m3u8", media("b")), index=index)
+    assert index.next_segments("/a-1.m4s", 1) == ["/a-2.m4s"]
+    assert index.next_segments("/b-1.m4s", 1) == ["/b-2.m4s"]
+    assert index.next_segments("/a-1.m4s", 1) == ["/a-2.m4s"]  # kept: a is the latest use
+    learned(("/c.m3u8", media("c")), index=index)
+    assert "/a.m3u8" in index and "/b.m3u8" not in index
+
+
+def test_limits_must_be_positive() -> None:
+    """A zero limit is a ValueError, not an index that forgets everything."""
+    for kw in ({"max_playlists": 0}, {"max_segments": 0}):
+        with pytest.raises(ValueError, match="limits"):
+            PlaylistIndex(**kw)
