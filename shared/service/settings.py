@@ -31,6 +31,7 @@ from typing import Any, NoReturn, TypeVar
 
 from shared.service.handoff import SUPERVISOR_ENV
 from shared.service.units import format_size, parse_duration, parse_size
+from shared.store.memory import POLICIES
 
 __all__ = [
     "CacheSettings",
@@ -381,7 +382,7 @@ class CacheSettings(ServiceSettings):
         (), "freshness for these statuses without explicit freshness, e.g. 404=2s (repeatable)"
     )
     # -- miss storms: admission, shedding, origin budget, stale, failover ------------
-    admission: str = option("tinylfu", "cache admission policy: tinylfu or lru")
+    admission: str = option("tinylfu", "cache admission policy: tinylfu, adaptive or lru")
     max_requests: int = option(16384, "concurrent client misses beyond which misses are shed")
     max_fills: int = option(256, "concurrent upstream fills beyond which misses are shed")
     retry_after: float = duration_field("1s", "Retry-After sent with a shed or budget 503")
@@ -421,8 +422,8 @@ class CacheSettings(ServiceSettings):
             object.__setattr__(self, "disk_max_object_bytes", self.disk_bytes)
         if self.event_loop not in ("auto", "uvloop", "asyncio"):
             raise ValueError(f"--event-loop must be auto, uvloop or asyncio: {self.event_loop!r}")
-        if self.admission not in ("tinylfu", "lru"):
-            raise ValueError(f"--admission must be tinylfu or lru, got {self.admission!r}")
+        if self.admission not in POLICIES:
+            raise ValueError(f"--admission must be one of {POLICIES}, got {self.admission!r}")
         if self.fallback and not self.fallback.startswith(("http://", "https://")):
             raise ValueError(f"--fallback must be an http(s) URL, got {self.fallback!r}")
         for name in ("max_requests", "max_fills", "origin_burst", "breaker_min_requests"):

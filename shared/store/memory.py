@@ -5,10 +5,10 @@ One entry per primary key (the request target) holding its variants (RFC 9111
 the hit path copies, never builds.
 
 Invariants: ``bytes <= capacity`` after every call (an entry larger than the
-budget, or under tinylfu than main's share of it, is refused); ``lookup`` is the
-only call that counts an access.
+budget, or under tinylfu and adaptive than main's share of it at a 1 % window,
+is refused); ``lookup`` is the only call that counts an access.
 
-Two policies, both with entries in LRU lists (``OrderedDict``, oldest first):
+Three policies, all with entries in LRU lists (``OrderedDict``, oldest first):
 
 - ``lru``: one list the size of the budget; the oldest entries are evicted.
 - ``tinylfu``: W-TinyLFU [Einziger et al. 2017; Caffeine]. New entries go to a
@@ -24,14 +24,26 @@ Two policies, both with entries in LRU lists (``OrderedDict``, oldest first):
   again in the window. The sketch is sized for twice the entries held and
   grown (keeping its counts) as they grow; its few bytes per entry are not
   charged to the budget.
+- ``adaptive``: tinylfu whose recency bias a ``HillClimber`` sets from the hit
+  rate of the last sample (``_SAMPLE_PER_ENTRY`` requests per entry held): at
+  its position p in [0, 1] the window takes 1 % + p x 9 % of the budget, taken
+  from protected (probation keeps its share) [Caffeine], and the sketch
+  resets every 10 - 7p records per expected object (old counts fade faster).
+  A new size is reached a bounded number of entries per lookup
+  (``_TRANSFER``): a growing window takes main's LRU end, a shrinking one
+  hands its LRU end to probation, without an admission test, and every limit
+  moves with the bytes moved. Static Zipf pulls it to tinylfu's settings;
+  a hot set that keeps moving to new objects pushes it up
+  (``loadtest/zipf.py``). Per lookup: two counter increments and a compare.
 
 ``resize`` takes a new budget (and policy) live: growing raises the limits;
 shrinking evicts by the policy's own order (main's LRU end, probation first,
 then the window's overflow offered to main as usual) until ``bytes <=
 capacity`` again, and folds the sketch for the entries left (``TinyLfu.shrink``).
 A new policy keeps the entries, rebuilt in recency order (main's LRU end,
-protected, window): under lru one list; under tinylfu all on probation (none
-has been hit since admission) with a fresh sketch. Eviction only drops
+protected, window): under lru one list; under tinylfu or adaptive all on
+probation (none has been hit since admission) with a fresh sketch (and
+climber at 0); adaptive resized keeps its climber's position. Eviction only drops
 references: a body being sent is bytes (or, on disk, a file already open) and
 is sent whole.
 
@@ -50,14 +62,21 @@ from collections.abc import Callable, Iterator
 from typing import IO
 
 from shared.policy.admission import TinyLfu
+from shared.policy.climber import HillClimber
 from shared.store.entry import CachedObject
 
 __all__ = ["POLICIES", "CachedObject", "MemoryStore"]
 
-POLICIES = ("lru", "tinylfu")
+POLICIES = ("lru", "tinylfu", "adaptive")
 _WINDOW = 0.01  # share of the budget for the admission window [Caffeine's initial 1 %]
 _PROTECTED = 0.8  # share of main for entries hit since admission [Caffeine]
+_PROBATION = (1 - _WINDOW) * (1 - _PROTECTED)  # probation's share: fixed as the window moves
 _SKETCH_MIN = 64  # objects the first sketch is sized for; it grows with the store
+_WINDOW_MAX = 0.10  # adaptive: the window's share at the climber's most recency-biased
+_AGING = (10.0, 3.0)  # adaptive: sketch records per expected object between resets, at 0 and 1
+_SAMPLE_PER_ENTRY = 10  # climber: requests per sample per entry held [Caffeine: 10 x maximum]
+_SAMPLE_MIN = 1024  # climber: requests per sample at least (a near-empty store is noisy)
+_TRANSFER = 64  # entries moved per lookup while the window is resized (bounded CPU)
 
 
 class _Segment:
@@ -87,7 +106,7 @@ class _Segment:
 
 
 class MemoryStore:
-    """Variants by primary key within ``capacity`` bytes; ``policy`` is lru or tinylfu."""
+    """Variants by primary key within ``capacity`` bytes; ``policy`` is one of ``POLICIES``."""
 
     def __init__(
         self,
@@ -107,6 +126,10 @@ class MemoryStore:
         self.rejected = 0  # window candidates refused (also counted in evictions)
         self._index: dict[str, _Segment] = {}
         self._sketch: TinyLfu | None = None
+        self._climber: HillClimber | None = None
+        self._sampled = 0  # lookups since the climber's last sample
+        self._sample_hits = 0  # of which hits (counted under every policy: one increment)
+        self._resizing = False  # the window is being moved to ``_target`` bytes
         if policy == "lru":
             self._window = _Segment(capacity)  # everything lives in the window
         else:
@@ -115,7 +138,10 @@ class MemoryStore:
         # The window's share is reserved, so window + main never exceed the budget.
         self._main = capacity - self._window.limit
         self._probation = _Segment(self._main)  # no limit of its own: main minus protected
-        self._protected = _Segment(int(self._main * _PROTECTED))
+        self._protected = _Segment(self._protected_limit())
+        self._target = self._window.limit
+        if policy == "adaptive":
+            self._climber = HillClimber(_SAMPLE_MIN)
 
     def lookup(self, key: str) -> list[CachedObject]:
         """The stored variants of ``key`` (most recent first), touching it.
@@ -123,9 +149,16 @@ class MemoryStore:
         Call once per client request, hit or miss: it is what the policy counts."""
         if self._sketch is not None:
             self._sketch.record(key)
+            if self._climber is not None:  # adaptive: sample the hit rate, move the window
+                if self._resizing:
+                    self._transfer(_TRANSFER)
+                if self._sampled >= self._climber.sample_size:
+                    self._climb()
+                self._sampled += 1
         seg = self._index.get(key)
         if seg is None:
             return []
+        self._sample_hits += 1
         if seg is self._probation:  # a second use since admission: protect it
             variants, size = seg.pop(key)
             self._protect(key, variants, size)
@@ -169,11 +202,14 @@ class MemoryStore:
         shrunk, switched = capacity < self.capacity, policy != self.policy
         self.capacity, self.policy = capacity, policy
         window = capacity if policy == "lru" else max(int(capacity * _WINDOW), 1)
+        if self._climber is not None and not switched:  # adaptive keeps its position
+            window = self._window_for(self._climber.position)
         self._main = capacity - window
         self._window.limit, self._probation.limit = window, self._main
-        self._protected.limit = int(self._main * _PROTECTED)
         if switched:
             self._rebuild()
+        self._protected.limit = self._protected_limit()
+        self._target, self._resizing = window, False
         while self._probation.bytes + self._protected.bytes > self._main:
             seg = self._probation if self._probation.entries else self._protected
             self._evict(seg.oldest())
@@ -238,8 +274,11 @@ class MemoryStore:
     @property
     def largest(self) -> int:
         """The most bytes one entry (all its variants) may be charged: the budget, or
-        under tinylfu main's share of it."""
-        return self.capacity if self._sketch is None else self._main
+        under tinylfu main's share of it (adaptive: main's share at the smallest window,
+        so a big entry stored while the window is wide is refused when it leaves it)."""
+        if self._sketch is None:
+            return self.capacity
+        return self._main if self._climber is None else self.capacity - self._window_for(0.0)
 
     @property
     def bytes(self) -> int:
@@ -261,6 +300,8 @@ class MemoryStore:
                 f" protected={self._protected.bytes} admitted={self.admitted}"
                 f" rejected={self.rejected} {self._sketch!r}"
             )
+        if self._climber is not None:
+            state += f" {self._climber!r}"
         return f"<MemoryStore {state} evictions={self.evictions}>"
 
     # -- internals ---------------------------------------------------------------
@@ -304,8 +345,88 @@ class MemoryStore:
         for key, variants, size in entries:
             home.add(key, variants, size)
             self._index[key] = home
-        lfu = self.policy == "tinylfu"
+        lfu = self.policy != "lru"
         self._sketch = TinyLfu(max(_SKETCH_MIN, 2 * len(entries))) if lfu else None
+        self._climber, self._resizing = None, False
+        if self.policy == "adaptive":
+            self._climber = HillClimber(max(_SAMPLE_MIN, _SAMPLE_PER_ENTRY * len(entries)))
+        self._sampled = self._sample_hits = 0
+
+    def _protected_limit(self) -> int:
+        """Protected gets main minus probation's fixed share: a wider window is taken from
+        protected [Caffeine ``increaseWindow``], so tinylfu's is 80 % of main."""
+        if self._sketch is None:
+            return int(self._main * _PROTECTED)
+        return max(self._main - int(self.capacity * _PROBATION), 0)
+
+    def _climb(self) -> None:
+        """A sample is in: the climber names the window's next size; start moving there."""
+        assert self._climber is not None and self._sketch is not None
+        position = self._climber.climb(self._sample_hits, self._sampled)
+        self._climber.sample_size = max(_SAMPLE_MIN, _SAMPLE_PER_ENTRY * len(self._index))
+        self._sampled = self._sample_hits = 0
+        slow, fast = _AGING
+        self._sketch.age(slow + (fast - slow) * position)
+        self._target = self._window_for(position)
+        self._resizing = self._target != self._window.limit
+        if self._resizing:
+            self._transfer(_TRANSFER)
+
+    def _window_for(self, position: float) -> int:
+        """The window's bytes at the climber's ``position`` (0: tinylfu's 1 %)."""
+        return max(int(self.capacity * (_WINDOW + (_WINDOW_MAX - _WINDOW) * position)), 1)
+
+    def _transfer(self, budget: int) -> None:
+        """Move the window's limit toward the climber's, at most ``budget`` entries a call.
+
+        Limits move with the bytes, so ``bytes <= capacity`` holds between calls: free
+        room moves as a number; a full main gives its LRU end (probation, then protected)
+        to the window's MRU end, a full window its LRU end to probation's MRU end, with
+        no admission test [Caffeine ``increaseWindow``/``decreaseWindow``]. Done within
+        one entry of the target."""
+        window, probation, protected = self._window, self._probation, self._protected
+        target = self._target
+        while budget > 0 and window.limit != target:
+            if window.limit < target:  # grow: take from main
+                free = self._main - probation.bytes - protected.bytes
+                seg = probation if probation.entries else protected
+                if free <= 0 and not seg.entries:
+                    break
+                if free > 0:
+                    size = min(free, target - window.limit)
+                else:
+                    key = seg.oldest()
+                    variants, size = seg.pop(key)
+                    window.add(key, variants, size)
+                    self._index[key] = window
+                    budget -= 1
+                self._move_window(size)
+                if window.limit > target:  # one entry past it: close enough
+                    break
+            else:  # shrink: give to main
+                free = window.limit - window.bytes
+                if free <= 0 and not window.entries:
+                    break
+                if free > 0:
+                    size = min(free, window.limit - target)
+                else:
+                    key = window.oldest()
+                    variants, size = window.pop(key)
+                    probation.add(key, variants, size)
+                    self._index[key] = probation
+                    budget -= 1
+                self._move_window(-size)
+                if window.limit < target:
+                    break
+        self._resizing = budget <= 0
+        self._demote()
+
+    def _move_window(self, size: int) -> None:
+        """The window's limit gains ``size`` bytes (< 0: gives them) and main's loses them."""
+        self._window.limit += size
+        self._main -= size
+        self._probation.limit = self._main
+        self._protected.limit = self._protected_limit()
 
     def _drain_window(self) -> None:
         """Push the window's oldest entries out until it is within its limit."""

@@ -75,7 +75,7 @@ async def test_diskstore_put_is_indexed_only_once_durable(tmp_path):
     await store.close()
 
 
-@pytest.mark.parametrize("policy", ["lru", "tinylfu"])
+@pytest.mark.parametrize("policy", ["lru", "tinylfu", "adaptive"])
 async def test_diskstore_budget_holds_and_eviction_unlinks_files(tmp_path, policy):
     """Past the budget entries are evicted (lru) or refused (tinylfu) and their files go."""
     store = await stored(tmp_path, capacity=20_000, policy=policy)

@@ -49,7 +49,7 @@ def test_memorystore_never_exceeds_budget_and_evicts_lru():
     assert store.evictions == 1
 
 
-@pytest.mark.parametrize("policy", ["lru", "tinylfu"])
+@pytest.mark.parametrize("policy", ["lru", "tinylfu", "adaptive"])
 def test_memorystore_refuses_object_larger_than_budget(policy):
     """An object over the whole budget is refused, evicting nothing."""
     store = MemoryStore(capacity=2000, policy=policy)
@@ -58,7 +58,7 @@ def test_memorystore_refuses_object_larger_than_budget(policy):
     assert store.lookup("a") and not store.lookup("big")
 
 
-@pytest.mark.parametrize("policy", ["lru", "tinylfu"])
+@pytest.mark.parametrize("policy", ["lru", "tinylfu", "adaptive"])
 def test_memorystore_variants_replace_same_vary_key_only(policy):
     """A variant replaces the one with the same Vary key and keeps the others."""
     store = MemoryStore(capacity=100_000, policy=policy)
@@ -82,7 +82,7 @@ def test_cachedobject_prepares_serving_headers_once():
     assert o.age(10.0) == 13.0 and o.ttl(10.0) == 47.0
 
 
-@pytest.mark.parametrize("policy", ["lru", "tinylfu"])
+@pytest.mark.parametrize("policy", ["lru", "tinylfu", "adaptive"])
 def test_memorystore_clear_and_repr(policy):
     """``clear`` empties the store; the repr names the policy and the contents."""
     store = MemoryStore(capacity=10_000, policy=policy)
@@ -109,7 +109,7 @@ def test_obj_helper_charges_1000_bytes():
     assert obj("k", BODY_1000).size == 1000
 
 
-@pytest.mark.parametrize("policy", ["lru", "tinylfu"])
+@pytest.mark.parametrize("policy", ["lru", "tinylfu", "adaptive"])
 def test_memorystore_budget_holds_under_random_churn(policy):
     """Seeded random puts, variants, lookups and removes never exceed the budget, and
     the byte count always equals what the store holds."""
@@ -136,7 +136,9 @@ def test_memorystore_budget_holds_under_random_churn(policy):
     assert store.evictions > 0
 
 
-@pytest.mark.parametrize(("policy", "head_survives"), [("tinylfu", True), ("lru", False)])
+@pytest.mark.parametrize(
+    ("policy", "head_survives"), [("tinylfu", True), ("adaptive", True), ("lru", False)]
+)
 def test_memorystore_one_hit_wonder_flood_cannot_evict_popular_head(policy, head_survives):
     """A popular head asked for every round survives thousands of keys seen once each
     under tinylfu; plain LRU loses it to every flood larger than the cache."""

@@ -40,7 +40,7 @@ def check(store: MemoryStore) -> None:
     assert store.bytes == sum(o.size for o in store)
 
 
-@pytest.mark.parametrize("policy", ["lru", "tinylfu"])
+@pytest.mark.parametrize("policy", ["lru", "tinylfu", "adaptive"])
 def test_resize_growing_raises_the_cap_and_evicts_nothing(policy: str) -> None:
     """A larger budget keeps every entry and then takes more without evicting."""
     store, released = filled(policy, 10, 20 * ONE)
@@ -96,7 +96,10 @@ def test_resize_tinylfu_shrink_folds_the_sketch_keeping_counts() -> None:
     check(store)
 
 
-@pytest.mark.parametrize(("old", "new"), [("lru", "tinylfu"), ("tinylfu", "lru")])
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("lru", "tinylfu"), ("tinylfu", "lru"), ("tinylfu", "adaptive"), ("adaptive", "lru")],
+)
 def test_resize_policy_switch_keeps_every_entry(old: str, new: str) -> None:
     """Switching policy at the same budget keeps the stored objects; the new policy's
     bookkeeping is built from them (a fresh sketch under tinylfu, none under lru)."""
@@ -139,7 +142,7 @@ def test_resize_rejects_an_unknown_policy() -> None:
     assert store.policy == "lru" and len(store) == 3
 
 
-@pytest.mark.parametrize("policy", ["lru", "tinylfu"])
+@pytest.mark.parametrize("policy", ["lru", "tinylfu", "adaptive"])
 def test_resize_budget_holds_under_churn(policy: str) -> None:
     """Random puts, lookups, removes, resizes and policy switches: the budget always
     holds and every variant that leaves is released exactly once."""
