@@ -1,10 +1,12 @@
 """Prefetch (an edge policy): segment n of a representation brings n+1 … n+k.
 
-Segment templates come from the MPDs that passed through the node
-(``node.segments``). Prefetches run at low priority: within their own
-concurrency (``--prefetch-concurrency``) and never while the node is busy
-enough to shed its most expensive misses. Each one is ``node.warm``: it joins
-the fill a client would, so a client asking meanwhile coalesces with it.
+Segment templates come from the MPDs that passed through the node, and segment
+lists from its HLS media playlists (``node.segments``; a playlist names only the
+segments that exist, so a live one is never prefetched past its edge). Prefetches
+run at low priority: within their own concurrency (``--prefetch-concurrency``) and
+never while the node is busy enough to shed its most expensive misses. Each one is
+``node.warm``: it joins the fill a client would, so a client asking meanwhile
+coalesces with it.
 
 Live (a dynamic MPD): a segment is never asked for before its availability time
 (the MPD's availabilityStartTime, the segment's end, availabilityTimeOffset, by the

@@ -109,7 +109,7 @@ class Policy:
     """The node's settings the decision reads (made once per node)."""
 
     shedder: Shedder
-    segments: SegmentIndex  # templates learned from MPDs: the bitrate of a segment miss
+    segments: SegmentIndex  # learned from MPDs and playlists: the bitrate of a segment miss
     heuristic_max_age: float
     stale_if_error: float  # default window when the response gives none (RFC 5861 §4)
     stale_if_busy: float

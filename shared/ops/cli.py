@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "manifest",
         nargs="?",
         metavar="MANIFEST_URL",
-        help="player URL of the MPD at a node, e.g. http://127.0.0.1:8080/t/manifest.mpd",
+        help="player URL of an MPD or HLS playlist at a node, e.g. http://127.0.0.1:8080/t/master.m3u8",
     )
     p.add_argument("--top", type=int, metavar="N", help="instead: its N most requested titles")
     p.add_argument(
