@@ -369,6 +369,12 @@ class Channels:
             body = None
         elif media is None:
             body = live_master(text, run.name, raw)
+            # only once every media playlist it names can be read whole: a player
+            # that gets the master and then a 503 for its rendition gives up
+            names = _MEDIA_PLAYLIST.findall(text or "")
+            texts = await loop.run_in_executor(None, lambda: [_read_text(run / n) for n in names])
+            if not names or any(live_media(t, "/m.m3u8") is None for t in texts):
+                body = None
         else:
             body = live_media(text, raw)
         if body is None:

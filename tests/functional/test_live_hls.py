@@ -9,8 +9,11 @@ import subprocess
 
 import pytest
 
+from origin.app import make_app as make_origin_app
 from origin.packager import _ffmpeg_exe
+from origin.settings import OriginSettings
 from shared.hls import MediaPlaylist, Multivariant, parse_playlist
+from tests.helpers import url_of
 
 pytestmark = pytest.mark.slow
 
@@ -90,3 +93,33 @@ async def test_ffmpegs_hls_demuxer_reads_the_live_channel_through_the_edge(live_
     assert proc.returncode == 0, err.decode()[-1000:]
     frames = [line for line in out.decode().splitlines() if line and not line.startswith("#")]
     assert len(frames) >= 60, len(frames)  # 3 s at 30 fps, allowing for the first GOP
+
+
+@pytest.mark.timeout(60)
+async def test_the_master_playlist_waits_for_its_media_playlists(aiohttp_server, tmp_path, http):
+    """At a channel's start, master.m3u8 answers 503 (Retry-After) until every media
+    playlist it names can be read whole: a player never gets a master whose rendition
+    is still a 503 (hls.js gives up on it)."""
+    settings = OriginSettings(
+        library=str(tmp_path), port=0, admin_port=0, live=("sports",), live_ladder="144:150k"
+    )
+    origin = await aiohttp_server(make_origin_app(settings))
+    base = f"{url_of(origin)}/live/sports"
+    deadline = asyncio.get_running_loop().time() + 40
+    statuses = set()
+    while True:
+        assert asyncio.get_running_loop().time() < deadline, statuses
+        async with http.get(f"{base}/master.m3u8") as r:
+            statuses.add(r.status)
+            if r.status == 503:
+                assert r.headers["Retry-After"] == "1"
+                await asyncio.sleep(0.05)
+                continue
+            assert r.status == 200
+            master = parse_playlist(await r.read(), "/live/sports/master.m3u8")
+            break
+    assert 503 in statuses  # the channel was seen starting
+    assert isinstance(master, Multivariant)
+    for uri in [v.uri for v in master.variants] + [x.uri for x in master.renditions if x.uri]:
+        async with http.get(url_of(origin) + uri) as r:
+            assert r.status == 200, uri
