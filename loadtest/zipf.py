@@ -1,35 +1,49 @@
-"""Cache admission under a Zipf workload: LRU vs TinyLFU at a real edge.
+"""Cache admission under Zipf workloads: tiercdn's policies against libCacheSim's.
 
 ``python -m loadtest.zipf`` makes a catalog of ``--objects`` objects with
 lognormal body sizes (median 8 KiB, clipped to 2–64 KiB), writes them as
 ``.m4s`` media segments of one title (so the origin marks them ``immutable``
 with a year of freshness: every edge miss is a capacity miss, never an
-expiry), and for each ``--alpha`` draws one Zipf(α) trace of ``--requests``
-requests. The SAME trace is replayed over HTTP through a fresh
-origin → regional → edge topology once with ``--admission lru`` and once with
-``--admission tinylfu``; the edge's hits are counted from ``Cache-Status``
-(``edge-1; hit``). On the same trace it also computes, offline, the same two
-policies run in-process against ``MemoryStore``, a static cache of the most
+expiry), and draws two kinds of trace of ``--requests`` requests:
+
+- static: one Zipf(α) trace per ``--alpha``;
+- shift (``loadtest.zipfshift``): per ``--alpha`` and ``--shift-every``,
+  ``--shift-new`` objects never seen before take the top ranks every
+  ``--shift-every`` requests (a new episode drops), with ``--diurnal`` drift
+  if asked.
+
+On each trace, with the same byte budget, it runs in-process: tiercdn's
+``MemoryStore`` under ``--admission lru``, ``tinylfu`` and ``adaptive``;
+libCacheSim's LRU, W-TinyLFU, S3-FIFO, SIEVE, ARC, LHD, GDSF and the
+BeladySize oracle (``loadtest.cachesim``; skipped, and said so, when the
+``libcachesim`` package is not installed); a static cache of the most
 requested objects (an oracle's top-K by request count, filled in count order
 within the budget) and an approximation of Belady's optimum (on a miss, keep
 the newcomer, then evict whatever is next used furthest in the future,
 newcomer included; with unequal sizes that is a heuristic, not the optimum).
+Then the first ``--http-requests`` of each trace are replayed over HTTP
+through a fresh origin → regional → edge topology per tiercdn policy; the
+edge's hits are counted from ``Cache-Status`` (``edge-1; hit``) and printed
+beside the in-process figure of the same prefix. Verdicts, the table and a
+plot: ``loadtest.zipfreport``.
 
 Fair sizes: the store charges ``CachedObject.size`` (body + stored headers +
 256 bytes of bookkeeping), not the body. The per-object overhead is measured
 once over HTTP (an extra probe object, fetched through an edge, against the
-edge's ``/stats`` bytes) and every offline model charges body + that
-overhead; the edge budget is ``--cache-fraction`` of the catalog's charged
-bytes. Object hit ratio counts requests; byte hit ratio counts body bytes.
+edge's ``/stats`` bytes) and every offline model (libCacheSim's included)
+charges body + that overhead; the edge budget is ``--cache-fraction`` of the
+starting catalog's charged bytes. Object hit ratio counts requests; byte hit
+ratio counts body bytes.
 
 Invariants:
 
-- Bounded: ``--requests`` per run and ``--max-seconds`` per HTTP replay (a
-  replay cut short is flagged ``truncated``); every subprocess wait has a
-  timeout. Only loopback, only ports from the OS (``Topology.start``).
+- Bounded: ``--requests`` per trace, ``--http-requests`` per replay and
+  ``--max-seconds`` per HTTP replay (a replay cut short is flagged
+  ``truncated``); every subprocess wait has a timeout. Only loopback, only
+  ports from the OS (``Topology.start``).
 - Deterministic: the catalog and each trace come from ``--seed``; the
   in-process sketch depends on ``hash`` of ``str`` keys, so the offline
-  TinyLFU figure may move slightly between runs unless PYTHONHASHSEED is set.
+  TinyLFU figures may move slightly between runs unless PYTHONHASHSEED is set.
 """
 
 from __future__ import annotations
@@ -52,9 +66,11 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from loadtest import cachesim, zipfreport
 from loadtest.eventloop import run_loop
 from loadtest.report import config_of, host_facts, write_summary
 from loadtest.topology import EDGE_HIT, Topology, TopologyError, get, stats
+from loadtest.zipfshift import Shift, make_shift_trace
 from shared.store import CachedObject, MemoryStore
 
 __all__ = [
@@ -63,6 +79,7 @@ __all__ = [
     "make_catalog",
     "make_trace",
     "main",
+    "ratio_of",
     "replay",
     "simulate_store",
     "static_top_k",
@@ -70,7 +87,7 @@ __all__ = [
 
 SEED = 20240607
 TITLE = "zipf"
-POLICIES = ("lru", "tinylfu")
+POLICIES = zipfreport.OURS
 KIB = 1024
 MEDIAN_BYTES = 8 * KIB
 SIGMA = 0.75
@@ -310,101 +327,160 @@ def run_http(
     return ratio
 
 
-# -- report -------------------------------------------------------------------------
+# -- one trace ----------------------------------------------------------------------
 
 
-def targets(rows: dict[str, Ratio], alpha: float) -> dict[str, Any]:
-    """TinyLFU beats LRU; at α = 0.8 it closes at least half of the LRU → Belady gap."""
-    lru, tiny, best = rows["lru"].objects, rows["tinylfu"].objects, rows["belady"].objects
-    gap = (tiny - lru) / (best - lru) if best > lru else None
-    out: dict[str, Any] = {"beats_lru": tiny > lru, "gap_closed": gap and round(gap, 3)}
-    if math.isclose(alpha, 0.8):
-        out["closes_half_gap"] = gap is not None and gap >= 0.5
-    out["met"] = out["beats_lru"] and out.get("closes_half_gap", True)
-    return out
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """One trace to draw: static Zipf(``alpha``), or shifting by ``shift``."""
+
+    alpha: float
+    shift: Shift | None = None
+
+    @property
+    def name(self) -> str:
+        if self.shift is None:
+            return f"static a={self.alpha:g}"
+        return f"shift a={self.alpha:g}: {self.shift.label}"
+
+    def draw(self, objects: int, requests: int, seed: int) -> tuple[list[int], int]:
+        """The trace and how many object ids it may use."""
+        if self.shift is None:
+            return make_trace(objects, self.alpha, requests, seed), objects
+        return make_shift_trace(objects, self.alpha, requests, seed, self.shift)
 
 
-def print_table(alpha: float, rows: dict[str, Ratio], goal: dict[str, Any], source: str) -> None:
-    print(f"\nZipf alpha={alpha:g}")
-    print(f"{'policy':<22} {'object hit':>10} {'byte hit':>9}  notes")
-    for name, r in rows.items():
-        extra = r.extra | r.extra.get("edge_stats", {})
-        shown = ("requests_per_second", "admitted", "rejected", "evictions", "objects_cached")
-        notes = " ".join(f"{k}={extra[k]}" for k in shown if k in extra)
-        for flag in ("errors", "truncated"):
-            if r.extra.get(flag):
-                notes += f" {flag.upper()}={r.extra[flag]}"
-        print(f"{name:<22} {r.objects:>10.3f} {r.byte_ratio:>9.3f}  {notes}")
-    gap = goal["gap_closed"]
-    line = f"targets ({source}): tinylfu > lru: {'yes' if goal['beats_lru'] else 'NO'}"
-    line += f"; gap lru->belady closed: {gap if gap is not None else '-'}"
-    if "closes_half_gap" in goal:
-        line += f" (>= 0.5: {'yes' if goal['closes_half_gap'] else 'NO'})"
-    print(line, flush=True)
+def ratio_of(trace: Sequence[int], sizes: Sequence[int], hits: Sequence[bool]) -> Ratio:
+    """Object and byte hit ratio of per-request hit flags."""
+    ratio = Ratio()
+    for oid, hit in zip(trace, hits, strict=True):
+        ratio.count(sizes[oid], hit)
+    return ratio
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.zipf",
-        description="Edge hit ratio under Zipf: --admission lru vs tinylfu, Belady, top-K.",
-    )
-    p.add_argument("--objects", type=int, default=10_000, help="catalog size (default 10000)")
-    p.add_argument("--requests", type=int, default=100_000, help="trace length per alpha")
-    p.add_argument(
-        "--alpha", type=float, action="append", help="Zipf exponent, repeatable (0.8 and 1.0)"
-    )
-    p.add_argument("--cache-fraction", type=float, default=0.05, help="of catalog bytes")
-    p.add_argument("--concurrency", type=int, default=12, help="requests in flight")
-    p.add_argument("--max-seconds", type=float, default=240.0, help="cap per HTTP replay")
-    p.add_argument("--offline", action="store_true", help="skip HTTP: in-process models only")
-    p.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
-    p.add_argument("--seed", type=int, default=SEED)
-    p.add_argument("--json", type=Path, default=Path("reports/zipf.json"), help="summary")
-    return p
-
-
-def _options(argv: Sequence[str] | None) -> argparse.Namespace:
-    ns = _parser().parse_args(argv)
-    ns.alpha = ns.alpha or [0.8, 1.0]
-    if ns.objects < 10 or ns.requests < 1 or ns.concurrency < 1 or ns.max_seconds <= 0:
-        raise SystemExit("error: --objects >= 10, --requests, --concurrency, --max-seconds > 0")
-    if not 0 < ns.cache_fraction < 1 or any(a <= 0 for a in ns.alpha):
-        raise SystemExit("error: --cache-fraction in (0, 1) and --alpha > 0")
-    return ns
-
-
-def run_alpha(
-    alpha: float,
+def run_trace(
+    work: Workload,
+    trace: Sequence[int],
     sizes: Sequence[int],
     overhead: int,
     capacity: int,
     library: Path | None,
     ns: argparse.Namespace,
 ) -> dict[str, Any]:
-    """One trace: the offline models, then (given a library) both edges over HTTP."""
-    trace = make_trace(ns.objects, alpha, ns.requests, ns.seed)
+    """Every model on one trace, then (given a library) tiercdn's policies over HTTP."""
     offline = {p: simulate_store(trace, sizes, overhead, capacity, p) for p in POLICIES}
     offline["static_top_k"] = static_top_k(trace, sizes, overhead, capacity)
     offline["belady"] = belady(trace, sizes, overhead, capacity)
-    http = {}
+    lcs = {}
+    if ns.libcachesim:
+        for name in cachesim.ONLINE + cachesim.ORACLES:
+            flags = cachesim.hits(name, trace, sizes, overhead, capacity)
+            lcs[name] = ratio_of(trace, sizes, flags)
+    http, same = {}, {}
     if library is not None:
-        http = {p: run_http(library, p, trace, sizes, capacity, ns) for p in POLICIES}
-    goal = targets({**offline, **http}, alpha)
-    rows = {f"{p} (http)": r for p, r in http.items()}
-    rows |= {(f"{p} (offline)" if p in POLICIES else p): r for p, r in offline.items()}
-    print_table(alpha, rows, goal, "http" if http else "offline")
-    return {
-        "alpha": alpha,
-        "http": {p: r.summary() for p, r in http.items()},
+        prefix = trace[: ns.http_requests]
+        for p in POLICIES:
+            http[p] = run_http(library, p, prefix, sizes, capacity, ns)
+            same[p] = simulate_store(prefix, sizes, overhead, capacity, p)
+    result: dict[str, Any] = {
+        "name": work.name,
+        "kind": "static" if work.shift is None else "shift",
+        "alpha": work.alpha,
+        "shift": None if work.shift is None else dataclasses.asdict(work.shift),
+        "requests": len(trace),
+        "objects_requested": len(set(trace)),
+        "cache_bytes": capacity,
         "offline": {p: r.summary() for p, r in offline.items()},
-        "targets": goal,
+        "libcachesim": {n: r.summary() for n, r in lcs.items()},
+        "http": {p: r.summary() for p, r in http.items()},
+        "http_offline": {p: r.summary() for p, r in same.items()},
     }
+    result["targets"] = zipfreport.judge(result, cachesim.ONLINE)
+    zipfreport.print_trace(result)
+    return result
+
+
+# -- command line -------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.zipf",
+        description="Edge hit ratio under static and shifting Zipf traces: tiercdn's "
+        "--admission lru|tinylfu|adaptive against libCacheSim's policies, Belady, top-K.",
+    )
+    p.add_argument("--objects", type=int, default=10_000, help="catalog size (default 10000)")
+    p.add_argument("--requests", type=int, default=100_000, help="trace length")
+    p.add_argument(
+        "--alpha", type=float, action="append", help="Zipf exponent, repeatable (0.8 and 1.0)"
+    )
+    p.add_argument(
+        "--workload",
+        choices=("static", "shift"),
+        action="append",
+        help="kind of trace, repeatable (both)",
+    )
+    p.add_argument(
+        "--shift-every",
+        type=int,
+        action="append",
+        help="shift: requests between new-episode drops, repeatable (5000 and 20000)",
+    )
+    p.add_argument("--shift-new", type=int, default=50, help="shift: new objects per drop")
+    p.add_argument("--diurnal", type=float, default=0.0, help="shift: peak night share (0-1)")
+    p.add_argument("--diurnal-period", type=int, default=50_000, help="shift: requests a day")
+    p.add_argument("--cache-fraction", type=float, default=0.05, help="of catalog bytes")
+    p.add_argument("--http-requests", type=int, default=20_000, help="replayed per policy")
+    p.add_argument("--concurrency", type=int, default=12, help="requests in flight")
+    p.add_argument("--max-seconds", type=float, default=240.0, help="cap per HTTP replay")
+    p.add_argument("--offline", action="store_true", help="skip HTTP: in-process models only")
+    p.add_argument(
+        "--no-libcachesim", dest="libcachesim", action="store_false", help="skip libCacheSim"
+    )
+    p.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
+    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--json", type=Path, default=Path("reports/zipf.json"), help="summary")
+    p.add_argument("--plot", type=Path, help="bar chart (default: the summary's path, .png)")
+    return p
+
+
+def _options(argv: Sequence[str] | None) -> argparse.Namespace:
+    ns = _parser().parse_args(argv)
+    ns.alpha = ns.alpha or [0.8, 1.0]
+    ns.workload = ns.workload or ["static", "shift"]
+    ns.shift_every = ns.shift_every or [5000, 20_000]
+    if ns.objects < 10 or ns.requests < 1 or ns.concurrency < 1 or ns.max_seconds <= 0:
+        raise SystemExit("error: --objects >= 10, --requests, --concurrency, --max-seconds > 0")
+    if not 0 < ns.cache_fraction < 1 or any(a <= 0 for a in ns.alpha):
+        raise SystemExit("error: --cache-fraction in (0, 1) and --alpha > 0")
+    if ns.http_requests < 1 or any(e < 1 for e in ns.shift_every):
+        raise SystemExit("error: --http-requests and --shift-every must be at least 1")
+    if not 0 <= ns.shift_new <= ns.objects or not 0 <= ns.diurnal <= 1:
+        raise SystemExit("error: --shift-new in [0, --objects], --diurnal in [0, 1]")
+    if ns.libcachesim and not cachesim.available():
+        print("libCacheSim not installed (pip install 'tiercdn[benchmark]'): skipped")
+        ns.libcachesim = False
+    return ns
+
+
+def workloads(ns: argparse.Namespace) -> list[Workload]:
+    out = []
+    if "static" in ns.workload:
+        out += [Workload(a) for a in ns.alpha]
+    if "shift" in ns.workload:
+        for alpha, every in itertools.product(ns.alpha, ns.shift_every):
+            shift = Shift(every, ns.shift_new, ns.diurnal, ns.diurnal_period)
+            out.append(Workload(alpha, shift))
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ns = _options(argv)
-    sizes = make_catalog(ns.objects, ns.seed)
-    catalog: dict[str, Any] = {"objects": ns.objects, "body_bytes": sum(sizes)}
+    works = workloads(ns)
+    traces = [w.draw(ns.objects, ns.requests, ns.seed) for w in works]
+    sizes = make_catalog(max(ids for _, ids in traces), ns.seed)
+    catalog: dict[str, Any] = {"objects": ns.objects, "body_bytes": sum(sizes[: ns.objects])}
+    catalog["ids"] = len(sizes)
     load_before = os.getloadavg()
     try:
         with tempfile.TemporaryDirectory(prefix="tiercdn-zipf-") as tmp:
@@ -413,40 +489,47 @@ def main(argv: Sequence[str] | None = None) -> int:
             if library is not None:
                 probe_size = write_library(library, sizes, ns.seed)
                 overhead, source = measure_overhead(library, len(sizes), probe_size), "measured"
-            charged = sum(sizes) + overhead * len(sizes)
+            charged = sum(sizes[: ns.objects]) + overhead * ns.objects
             capacity = int(charged * ns.cache_fraction)
             catalog |= {"overhead_bytes_per_object": overhead, "overhead_source": source}
             catalog |= {"charged_bytes": charged, "cache_bytes": capacity}
             print(
-                f"{ns.objects} objects, {sum(sizes) / 1e6:.1f} MB of bodies, "
+                f"{ns.objects} objects, {catalog['body_bytes'] / 1e6:.1f} MB of bodies, "
                 f"{charged / 1e6:.1f} MB charged ({overhead} B/object {source}); "
                 f"cache {capacity / 1e6:.2f} MB = {ns.cache_fraction:.1%}; "
-                f"{ns.requests} requests per alpha",
+                f"{ns.requests} requests per trace",
                 flush=True,
             )
-            results = [run_alpha(a, sizes, overhead, capacity, library, ns) for a in ns.alpha]
+            results = [
+                run_trace(w, t, sizes, overhead, capacity, library, ns)
+                for w, (t, _) in zip(works, traces, strict=True)
+            ]
     except (TopologyError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     met = all(r["targets"]["met"] for r in results)
+    adaptive = [r["targets"]["adaptive_met"] for r in results]
     failed = [
-        f"alpha {r['alpha']} {p}: {h['errors']}"
+        f"{r['name']} {p}: {h['errors']}"
         for r in results
         for p, h in r["http"].items()
         if h["errors"]
     ]
     summary = {
         "scenario": "zipf",
-        "primary": "offline" if ns.offline else "http",
+        "primary": "offline",
         "config": config_of(ns),
         "catalog": catalog,
         "results": results,
         "targets_met": met,
+        "adaptive_targets_met": None if None in adaptive else all(adaptive),
         "http_errors": failed,
         "host": host_facts(load_before),
     }
     print(f"\ntargets met: {'yes' if met else 'NO'}")
     write_summary(ns.json, summary)
+    if results:
+        print(f"wrote {zipfreport.plot(results, ns.plot or ns.json.with_suffix('.png'))}")
     if failed:  # the ratios would be off: a failed request is neither hit nor miss
         print(f"error: HTTP errors: {'; '.join(failed)}", file=sys.stderr)
         return 1
