@@ -106,7 +106,7 @@ async def test_the_master_playlist_waits_for_its_media_playlists(aiohttp_server,
     origin = await aiohttp_server(make_origin_app(settings))
     base = f"{url_of(origin)}/live/sports"
     deadline = asyncio.get_running_loop().time() + 40
-    statuses = set()
+    statuses: set[int] = set()
     while True:
         assert asyncio.get_running_loop().time() < deadline, statuses
         async with http.get(f"{base}/master.m3u8") as r:
