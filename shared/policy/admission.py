@@ -55,7 +55,7 @@ def _pow2(n: int) -> int:
 class TinyLfu:
     """Approximate access frequency of keys, for admit-or-reject decisions."""
 
-    def __init__(self, expected_objects: int, *, sample_factor: float = SAMPLE_FACTOR) -> None:
+    def __init__(self, expected_objects: int, *, sample_factor: int = SAMPLE_FACTOR) -> None:
         self.expected_objects = max(expected_objects, 16)
         width = _pow2(self.expected_objects * _COUNTERS_PER_OBJECT)
         self._mask = width - 1
@@ -65,7 +65,7 @@ class TinyLfu:
         self._door_mask = door_bits - 1
         self._door = bytearray(door_bits // 8)
         self._sample_factor = sample_factor
-        self.sample_size = round(sample_factor * self.expected_objects)
+        self.sample_size = sample_factor * self.expected_objects
         self._samples = 0
         self.resets = 0
 
@@ -135,7 +135,7 @@ class TinyLfu:
         if door_bits > self._door_mask + 1:  # bit p lives in byte p >> 3: bytes copy as bits do
             self._door = self._door * (door_bits // (self._door_mask + 1))
             self._door_mask = door_bits - 1
-        self.sample_size = round(self._sample_factor * expected_objects)
+        self.sample_size = self._sample_factor * expected_objects
 
     def shrink(self, expected_objects: int) -> None:
         """Size the sketch for ``expected_objects`` (never larger), no estimate dropping.
@@ -159,14 +159,7 @@ class TinyLfu:
             high = int.from_bytes(self._door[half:], "little")
             self._door = bytearray((low | high).to_bytes(half, "little"))
             self._door_mask = (self._door_mask + 1) // 2 - 1
-        self.sample_size = round(self._sample_factor * expected_objects)
-
-    def age(self, sample_factor: float) -> None:
-        """Reset every ``sample_factor`` records per expected object from now on: fewer
-        forget old popularity sooner. A period already past its new end resets at the
-        next record."""
-        self._sample_factor = sample_factor
-        self.sample_size = max(round(sample_factor * self.expected_objects), 1)
+        self.sample_size = self._sample_factor * expected_objects
 
     def _door_bits(self, h: int) -> tuple[int, int]:
         g = ((h ^ (h >> 31)) * _MIX2) & _MASK64

@@ -25,16 +25,19 @@ Three policies, all with entries in LRU lists (``OrderedDict``, oldest first):
   grown (keeping its counts) as they grow; its few bytes per entry are not
   charged to the budget.
 - ``adaptive``: tinylfu whose recency bias a ``HillClimber`` sets from the hit
-  rate of the last sample (``_SAMPLE_PER_ENTRY`` requests per entry held): at
-  its position p in [0, 1] the window takes 1 % + p x 9 % of the budget, taken
-  from protected (probation keeps its share) [Caffeine], and the sketch
-  resets every 10 - 7p records per expected object (old counts fade faster).
-  A new size is reached a bounded number of entries per lookup
-  (``_TRANSFER``): a growing window takes main's LRU end, a shrinking one
-  hands its LRU end to probation, without an admission test, and every limit
-  moves with the bytes moved. Static Zipf pulls it to tinylfu's settings;
-  a hot set that keeps moving to new objects pushes it up
-  (``loadtest/zipf.py``). Per lookup: two counter increments and a compare.
+  rate of each sample, a sample being one period of the sketch (from one
+  reset to the next, as in Caffeine, so the resets' rhythm is never mistaken
+  for the workload's). At its position p in [0, 1]:
+  the window takes 1 % + p x 2 % of the budget, taken from protected
+  (probation keeps its share) [Caffeine]; and a candidate refused while its
+  key was among the last 0.1 + p x 0.3 refusals per entry held is let in:
+  a second chance, as S3-FIFO's ghost queue gives a recently evicted object
+  [Yang et al., SOSP 2023] (the ghosts are key hashes, not charged to the
+  budget). A new window size is reached a bounded number of entries per
+  lookup (``_TRANSFER``): a growing window takes main's LRU end, a shrinking
+  one hands its LRU end to probation, without an admission test, and every
+  limit moves with the bytes moved. Per lookup: two counter increments and
+  two compares more than tinylfu. ``loadtest/zipf.py`` measures it.
 
 ``resize`` takes a new budget (and policy) live: growing raises the limits;
 shrinking evicts by the policy's own order (main's LRU end, probation first,
@@ -72,10 +75,8 @@ _WINDOW = 0.01  # share of the budget for the admission window [Caffeine's initi
 _PROTECTED = 0.8  # share of main for entries hit since admission [Caffeine]
 _PROBATION = (1 - _WINDOW) * (1 - _PROTECTED)  # probation's share: fixed as the window moves
 _SKETCH_MIN = 64  # objects the first sketch is sized for; it grows with the store
-_WINDOW_MAX = 0.10  # adaptive: the window's share at the climber's most recency-biased
-_AGING = (10.0, 3.0)  # adaptive: sketch records per expected object between resets, at 0 and 1
-_SAMPLE_PER_ENTRY = 10  # climber: requests per sample per entry held [Caffeine: 10 x maximum]
-_SAMPLE_MIN = 1024  # climber: requests per sample at least (a near-empty store is noisy)
+_WINDOW_MAX = 0.03  # adaptive: the window's share at the climber's most recency-biased
+_GHOSTS = (0.1, 0.4)  # adaptive: refused candidates remembered per entry held, at 0 and 1
 _TRANSFER = 64  # entries moved per lookup while the window is resized (bounded CPU)
 
 
@@ -127,7 +128,9 @@ class MemoryStore:
         self._index: dict[str, _Segment] = {}
         self._sketch: TinyLfu | None = None
         self._climber: HillClimber | None = None
+        self._ghosts: OrderedDict[int, bool] = OrderedDict()  # adaptive: hashes of refused keys
         self._sampled = 0  # lookups since the climber's last sample
+        self._sample_resets = 0  # the sketch's resets when that sample began
         self._sample_hits = 0  # of which hits (counted under every policy: one increment)
         self._resizing = False  # the window is being moved to ``_target`` bytes
         if policy == "lru":
@@ -141,7 +144,7 @@ class MemoryStore:
         self._protected = _Segment(self._protected_limit())
         self._target = self._window.limit
         if policy == "adaptive":
-            self._climber = HillClimber(_SAMPLE_MIN)
+            self._climber = HillClimber()
 
     def lookup(self, key: str) -> list[CachedObject]:
         """The stored variants of ``key`` (most recent first), touching it.
@@ -152,7 +155,7 @@ class MemoryStore:
             if self._climber is not None:  # adaptive: sample the hit rate, move the window
                 if self._resizing:
                     self._transfer(_TRANSFER)
-                if self._sampled >= self._climber.sample_size:
+                if self._sketch.resets != self._sample_resets:  # a sketch period is over
                     self._climb()
                 self._sampled += 1
         seg = self._index.get(key)
@@ -348,8 +351,10 @@ class MemoryStore:
         lfu = self.policy != "lru"
         self._sketch = TinyLfu(max(_SKETCH_MIN, 2 * len(entries))) if lfu else None
         self._climber, self._resizing = None, False
+        self._ghosts.clear()
         if self.policy == "adaptive":
-            self._climber = HillClimber(max(_SAMPLE_MIN, _SAMPLE_PER_ENTRY * len(entries)))
+            self._climber = HillClimber()
+            self._sample_resets = self._sketch.resets if self._sketch is not None else 0
         self._sampled = self._sample_hits = 0
 
     def _protected_limit(self) -> int:
@@ -363,10 +368,8 @@ class MemoryStore:
         """A sample is in: the climber names the window's next size; start moving there."""
         assert self._climber is not None and self._sketch is not None
         position = self._climber.climb(self._sample_hits, self._sampled)
-        self._climber.sample_size = max(_SAMPLE_MIN, _SAMPLE_PER_ENTRY * len(self._index))
+        self._sample_resets = self._sketch.resets
         self._sampled = self._sample_hits = 0
-        slow, fast = _AGING
-        self._sketch.age(slow + (fast - slow) * position)
         self._target = self._window_for(position)
         self._resizing = self._target != self._window.limit
         if self._resizing:
@@ -450,11 +453,15 @@ class MemoryStore:
                     break
                 victims.append((seg, victim))
                 need -= seg.sizes[victim]
-        if need > 0 or not self._sketch.admit(key, [v for _, v in victims]):
+        admit = need <= 0 and (
+            self._sketch.admit(key, [v for _, v in victims]) or self._second_chance(key)
+        )
+        if not admit:
             del self._index[key]
             self._release(variants)
             self.rejected += 1
             self.evictions += 1
+            self._remember(key)
             return
         for _, victim in victims:
             self._evict(victim)
@@ -463,6 +470,23 @@ class MemoryStore:
         self.admitted += 1
         if len(self._index) > self._sketch.expected_objects:
             self._grow_sketch()
+
+    def _second_chance(self, key: str) -> bool:
+        """Adaptive: was ``key`` refused lately? Then it is let in now (and forgotten)."""
+        return self._climber is not None and self._ghosts.pop(hash(key), False)
+
+    def _remember(self, key: str) -> None:
+        """Adaptive: note a refused candidate; keep the newest ``_GHOSTS`` per entry held
+        (the share moves with the climber's position)."""
+        if self._climber is None:
+            return
+        ghosts, h = self._ghosts, hash(key)
+        ghosts[h] = True
+        ghosts.move_to_end(h)
+        low, high = _GHOSTS
+        keep = int((low + (high - low) * self._climber.position) * len(self._index))
+        while len(ghosts) > keep:
+            ghosts.popitem(last=False)
 
     def _grow_sketch(self) -> None:
         """Size the sketch for twice the entries now held, keeping what it learned:
