@@ -113,7 +113,9 @@ def _print_goals(goal: dict[str, Any]) -> None:
 
 
 def plot(results: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Grouped bars, object hit ratio above byte hit ratio, a group per trace."""
+    """Grouped bars, object hit ratio above byte hit ratio, a group per trace; the axes
+    start near the lowest bar so differences of 0.01 show."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     names = [f"tiercdn {p}" for p in OURS]
@@ -125,20 +127,24 @@ def plot(results: Sequence[dict[str, Any]], path: Path) -> Path:
         rows = r["libcachesim"] if kind == "libCacheSim" else r["offline"]
         return float(rows[policy][metric]) if policy in rows else math.nan
 
-    fig = Figure(figsize=(max(8.0, 2.4 * len(results)), 8), layout="constrained")
+    fig = Figure(figsize=(max(8.0, 2.4 * len(results)), 9), layout="constrained")
     axes = fig.subplots(2, 1, sharex=True)
     width = 0.85 / len(names)
+    colours = [colormaps["tab20"](i / 20) for i in range(20)]
     for ax, metric, label in zip(axes, (_OBJ, _BYTE), ("object", "byte"), strict=True):
+        low = 1.0
         for i, name in enumerate(names):
-            xs = [j + (i - len(names) / 2) * width for j in range(len(results))]
+            xs = [j + (i - len(names) / 2 + 0.5) * width for j in range(len(results))]
             ys = [value(r, name, metric) for r in results]
+            low = min([low, *(y for y in ys if not math.isnan(y))])
             hatch = "//" if name.startswith("tiercdn") else None
-            ax.bar(xs, ys, width, label=name, hatch=hatch)
+            ax.bar(xs, ys, width, label=name, hatch=hatch, color=colours[i % len(colours)])
+        ax.set_ylim(bottom=max(0.0, low - 0.05))
         ax.set_ylabel(f"{label} hit ratio")
         ax.grid(axis="y", alpha=0.3)
     axes[1].set_xticks(range(len(results)))
     axes[1].set_xticklabels([r["name"].replace(": ", "\n") for r in results], fontsize="small")
-    axes[0].legend(ncol=4, fontsize="x-small", loc="lower left")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=6)
     fig.suptitle("Edge cache admission: same traces, same byte budget")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
