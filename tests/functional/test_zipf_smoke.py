@@ -66,12 +66,12 @@ def test_zipf_benchmark_shift_workload_over_http(tmp_path: Path) -> None:
     best = result["offline"]["belady"]["object_hit_ratio"]
     for p in POLICIES:
         assert best >= result["offline"][p]["object_hit_ratio"], p
-    if cachesim.available():
-        assert set(result["libcachesim"]) == set(cachesim.ONLINE + cachesim.ORACLES)
-        assert set(result["targets"]["adaptive_vs_best_online"]) == {
-            "object_hit_ratio",
-            "byte_hit_ratio",
-        }
+    assert cachesim.available(), "libcachesim is missing: run scripts/bootstrap"
+    assert set(result["libcachesim"]) == set(cachesim.ONLINE + cachesim.ORACLES)
+    assert set(result["targets"]["adaptive_vs_best_online"]) == {
+        "object_hit_ratio",
+        "byte_hit_ratio",
+    }
 
 
 @pytest.mark.timeout(60)

@@ -50,7 +50,6 @@ def test_judge_without_libcachesim_says_not_judged():
     assert goal["adaptive_met"] is None and goal["met"] is True
 
 
-@pytest.mark.skipif(not cachesim.available(), reason="libcachesim not installed")
 @pytest.mark.parametrize("name", cachesim.ONLINE + cachesim.ORACLES)
 def test_cachesim_policies_hit_on_repeats(name):
     """Two objects that fit, asked for in turn: every policy misses twice, then hits."""
@@ -59,7 +58,5 @@ def test_cachesim_policies_hit_on_repeats(name):
 
 
 def test_cachesim_rejects_an_unknown_policy():
-    if not cachesim.available():
-        pytest.skip("libcachesim not installed")
     with pytest.raises(ValueError):
         cachesim.hits("MRU", [0], [1], 0, 10)
