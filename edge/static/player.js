@@ -35,6 +35,7 @@
     tierHits: {}, // tier name -> {hit, total} over media segments
     quality: {}, // mediaType -> {id, bandwidth, width, height}
     live: null, // a live manifest: {lowLatency, targetS, latencyS, rate, samples}
+    unavailable: 0, // 503s for src before the player was started (a channel starting)
   };
   window.tiercdnPlayer = state;
 
@@ -584,10 +585,40 @@
     fail("video element error " + (err ? err.code + " " + err.message : ""));
   });
 
-  var latency = parseFloat(root.dataset.latency);
-  if (state.engine === "hls") {
-    startHls(latency);
-  } else {
-    startDash(latency);
+  /* A live channel's manifest answers 503 + Retry-After while its encoder starts (and
+     restarts). Players give up on a manifest after a retry or three, so the page asks
+     for src itself first and waits as told (1-10 s a time, SRC_WAIT_MS in all); any
+     other answer, or a network error, starts the player, which reports what is wrong.
+     A browser cache never keeps the 503 (no-store). startupMs counts from the player's
+     start, after the wait. */
+  var SRC_WAIT_MS = 30000;
+  function whenAvailable(then) {
+    var deadline = performance.now() + SRC_WAIT_MS;
+    function attempt() {
+      fetch(state.src, { credentials: "omit" }).then(
+        function (response) {
+          if (response.status !== 503) return then();
+          state.unavailable += 1;
+          var after = parseFloat(response.headers.get("Retry-After"));
+          var waitS = Math.min(10, Math.max(1, isFinite(after) ? after : 1));
+          if (performance.now() + waitS * 1000 > deadline) return then();
+          $("state").textContent = "unavailable (503): asking again in " + waitS + " s";
+          setTimeout(attempt, waitS * 1000);
+        },
+        function () {
+          then();
+        }
+      );
+    }
+    attempt();
   }
+
+  var latency = parseFloat(root.dataset.latency);
+  whenAvailable(function () {
+    if (state.engine === "hls") {
+      startHls(latency);
+    } else {
+      startDash(latency);
+    }
+  });
 })();

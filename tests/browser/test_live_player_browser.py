@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import statistics
 import time
 from pathlib import Path
@@ -156,3 +158,49 @@ async def test_player_plays_a_live_channel_at_low_latency(
     for r in media:
         assert r["status"] == 200, r
         assert "regional-1" in r["cacheStatus"] and "edge-1" in r["cacheStatus"], r
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+async def test_player_opened_while_the_channel_starts_waits_and_plays(
+    chromium, dashjs_server, aiohttp_server, tmp_path
+):
+    """The page opened while the channel's encoder is down (killed: its MPD a 503 +
+    Retry-After until the restarted ffmpeg wrote a new one, 2 s after a second crash):
+    it asks again as told, then plays with no error. dash.js alone gives up after its
+    own three retries 0.5 s apart ("manifest.mpd is not available")."""
+    library = tmp_path / "library"
+    library.mkdir()
+    settings = OriginSettings(
+        library=str(library), port=0, admin_port=0, live=("sports",), live_ladder="144:150k"
+    )
+    origin = await aiohttp_server(make_origin_app(settings))
+    regional = await aiohttp_server(
+        make_regional_app(regional_settings("regional-1", url_of(origin)))
+    )
+    edge_kw = {"cors_origin": "*", "player_dashjs_url": url_of(dashjs_server) + "/dash.all.min.js"}
+    edge = url_of(
+        await aiohttp_server(make_edge_app(edge_settings("edge-1", url_of(regional), **edge_kw)))
+    )
+    encoder = origin.app[LIVE_KEY].encoders["sports"]
+    for kill in (1, 2):  # the second restart waits 2 s: longer than dash.js's own retries
+        await _first_mpd(encoder.run_dir)
+        assert encoder._proc is not None
+        os.kill(encoder._proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        # the first kill: until ffmpeg runs again; the second: while it is down
+        while not (encoder.restarts == kill and encoder.running == (kill == 1)):
+            assert time.monotonic() < deadline, (kill, encoder)
+            await asyncio.sleep(0.02)
+    page = await chromium.new_page()
+    await page.goto(edge + "/player/?src=/live/sports/manifest.mpd")
+    with contextlib.suppress(PlaywrightTimeout):  # the asserts below say what went wrong
+        await page.wait_for_function(
+            "() => tiercdnPlayer.startedAt !== null || tiercdnPlayer.errors.length > 0",
+            timeout=40_000,
+        )
+    state = await page.evaluate("() => window.tiercdnPlayer")
+    await page.close()
+    print(json.dumps({k: state.get(k) for k in ("unavailable", "startupMs", "errors")}))
+    assert state["unavailable"] >= 1, state["unavailable"]  # it was seen starting
+    assert state["errors"] == [] and state["startedAt"] is not None, state["errors"]
