@@ -351,7 +351,7 @@ class Channels:
             return _text(503, "channel starting", {"Retry-After": "1"})
         max_age = max(1, int(encoder.spec.segment_seconds / 2))
         return web.Response(
-            text=_with_base_url(text, f"{run.name}/"),
+            text=_with_delay(_with_base_url(text, f"{run.name}/"), encoder.spec.latency),
             content_type="application/dash+xml",
             headers={"Cache-Control": f"public, max-age={max_age}"},
         )
@@ -467,6 +467,19 @@ def _with_base_url(mpd: str, base: str) -> str:
         start = mpd.find("<MPD")
         end = mpd.find(">", start) + 1
     return f"{mpd[:end]}\n\t{element}{mpd[end:]}"
+
+
+def _with_delay(mpd: str, latency: float) -> str:
+    """``mpd`` with ``suggestedPresentationDelay`` at its latency target, unless it has
+    one. Players that read the ServiceDescription (dash.js) aim at the same target;
+    those that do not (ffmpeg's DASH client) would otherwise start at the segment the
+    clock says is being encoded, computed in whole seconds: up to a segment early, a
+    404, and ffmpeg gives up after 100 such in a row."""
+    start = mpd.find("<MPD")
+    if start < 0 or "suggestedPresentationDelay=" in mpd[start : mpd.find(">", start)]:
+        return mpd
+    at = start + len("<MPD")
+    return f'{mpd[:at]} suggestedPresentationDelay="PT{latency:g}S"{mpd[at:]}'
 
 
 def _down(encoder: LiveEncoder) -> web.Response:

@@ -122,6 +122,7 @@ async def test_origin_serves_a_live_channel(aiohttp_server, http, tmp_path: Path
     root = ET.fromstring(text)
     assert root.get("type") == "dynamic"
     assert root.find("d:BaseURL", NS).text == f"{run.name}/"  # type: ignore[union-attr]
+    assert root.get("suggestedPresentationDelay") == "PT3S"  # the latency target, for ffmpeg
 
     segment = run / "chunk-0-00002.m4s"
     await _until(lambda: segment_state(segment) is SegmentState.GROWING)
