@@ -43,6 +43,7 @@ except ImportError:  # the chromium fixture fails with the command that installs
     PlaywrightTimeout = TimeoutError  # type: ignore[misc,assignment]
 
 __all__ = [
+    "AAC",
     "CHROMIUM",
     "CHROMIUM_ARGS",
     "DASHJS",
@@ -58,12 +59,16 @@ __all__ = [
     "Chain",
     "Clock",
     "Gate",
+    "H264",
     "Middleware",
     "PlaywrightTimeout",
+    "STARTED_OR_FAILED",
     "ServerFactory",
     "Tally",
     "async_playwright",
     "edge_settings",
+    "open_page",
+    "require_h264_aac",
     "node_settings",
     "regional_settings",
     "settings_for",
@@ -349,3 +354,41 @@ async def eventually(check: Callable[[], object], seconds: float = 20.0) -> Any:
             return found
         await asyncio.sleep(0.05)
     raise AssertionError(f"not within {seconds}s")
+
+
+# -- browser pages -----------------------------------------------------------------
+
+H264 = 'video/mp4; codecs="avc1.64001e"'  # High profile, level 3.0: the 360p rung
+AAC = 'audio/mp4; codecs="mp4a.40.2"'
+STARTED_OR_FAILED = (  # the player page has played, or said why not
+    "() => window.tiercdnPlayer && (tiercdnPlayer.startedAt !== null"
+    " || tiercdnPlayer.errors.length > 0)"
+)
+
+
+async def open_page(browser: Any) -> tuple[Any, list[str]]:
+    """A new page of ``browser`` and the list its uncaught and console errors go to."""
+    page = await browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None
+        ),
+    )
+    return page, problems
+
+
+async def require_h264_aac(page: Any, browser: Any) -> None:
+    """Fail, saying what to install, unless ``browser`` plays H.264 and AAC in MSE."""
+    codecs = await page.evaluate(
+        "([v, a]) => [MediaSource.isTypeSupported(v), MediaSource.isTypeSupported(a)]", [H264, AAC]
+    )
+    if codecs != [True, True]:
+        version = browser.browser.version if browser.browser else "?"
+        raise AssertionError(
+            f"this Chromium ({version}) cannot play the title in MSE: "
+            f"isTypeSupported({H264})={codecs[0]}, ({AAC})={codecs[1]}; it needs a build "
+            "with proprietary codecs (Debian's chromium package has them)"
+        )

@@ -81,24 +81,23 @@ def artifacts(tmp_path: Path) -> Path:
 @pytest.fixture
 async def dashjs_server(aiohttp_server: ServerFactory, dashjs_file: Path) -> TestServer:
     """A tiny static server for dash.js on its own port (another origin than the edge)."""
-
-    async def serve(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(dashjs_file, headers={"Content-Type": "text/javascript"})
-
-    app = web.Application()
-    app.router.add_get("/dash.all.min.js", serve)
-    return await aiohttp_server(app)
+    return await _script_server(aiohttp_server, "/dash.all.min.js", dashjs_file)
 
 
 @pytest.fixture
 async def hlsjs_server(aiohttp_server: ServerFactory, hlsjs_file: Path) -> TestServer:
     """A tiny static server for hls.js on its own port (another origin than the edge)."""
+    return await _script_server(aiohttp_server, "/hls.min.js", hlsjs_file)
+
+
+async def _script_server(aiohttp_server: ServerFactory, route: str, file: Path) -> TestServer:
+    """A static server answering ``route`` with the script ``file``."""
 
     async def serve(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(hlsjs_file, headers={"Content-Type": "text/javascript"})
+        return web.FileResponse(file, headers={"Content-Type": "text/javascript"})
 
     app = web.Application()
-    app.router.add_get("/hls.min.js", serve)
+    app.router.add_get(route, serve)
     return await aiohttp_server(app)
 
 

@@ -19,12 +19,19 @@ from edge.app import make_app as make_edge_app
 from origin.app import make_app as make_origin_app
 from origin.settings import OriginSettings
 from regional.app import make_app as make_regional_app
-from tests.helpers import LONG_TITLE, PlaywrightTimeout, edge_settings, regional_settings, url_of
+from tests.helpers import (
+    LONG_TITLE,
+    STARTED_OR_FAILED,
+    PlaywrightTimeout,
+    edge_settings,
+    open_page,
+    regional_settings,
+    require_h264_aac,
+    url_of,
+)
 
 PLAY_SECONDS = 20
 MAX_STARTUP_MS = 2000
-H264 = 'video/mp4; codecs="avc1.64001e"'  # High profile, level 3.0: the 360p rung
-AAC = 'audio/mp4; codecs="mp4a.40.2"'
 
 
 @pytest.mark.slow
@@ -50,31 +57,13 @@ async def test_hls_player_plays_master_playlist_through_three_tiers_without_stal
     )
     edge = url_of(await aiohttp_server(make_edge_app(settings)))
 
-    page = await chromium.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on(
-        "console",
-        lambda msg: (
-            problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None
-        ),
-    )
+    page, problems = await open_page(chromium)
 
     await page.goto(edge + "/player/?src=/" + LONG_TITLE + "/master.m3u8")
-    codecs = await page.evaluate(
-        "([v, a]) => [MediaSource.isTypeSupported(v), MediaSource.isTypeSupported(a)]", [H264, AAC]
-    )
-    if codecs != [True, True]:
-        version = chromium.browser.version if chromium.browser else "?"
-        pytest.fail(
-            f"this Chromium ({version}) cannot play the title in MSE: "
-            f"isTypeSupported({H264})={codecs[0]}, ({AAC})={codecs[1]}; it needs a build "
-            "with proprietary codecs (Debian's chromium package has them)"
-        )
+    await require_h264_aac(page, chromium)
 
     await page.wait_for_function(
-        "() => window.tiercdnPlayer && (tiercdnPlayer.startedAt !== null"
-        " || tiercdnPlayer.errors.length > 0)",
+        STARTED_OR_FAILED,
         timeout=10_000,
     )
     started = time.monotonic()

@@ -25,7 +25,14 @@ from origin.app import LIVE_KEY
 from origin.app import make_app as make_origin_app
 from origin.settings import OriginSettings
 from regional.app import make_app as make_regional_app
-from tests.helpers import PlaywrightTimeout, edge_settings, regional_settings, url_of
+from tests.helpers import (
+    STARTED_OR_FAILED,
+    PlaywrightTimeout,
+    edge_settings,
+    open_page,
+    regional_settings,
+    url_of,
+)
 
 LIVE_SECONDS = 30  # of playback, sampled once a second
 SETTLE_SECONDS = 5  # catch-up's start: dash.js joins a little behind, then speeds up
@@ -83,19 +90,10 @@ async def test_player_plays_a_live_channel_at_low_latency(
     encoder = origin.app[LIVE_KEY].encoders["sports"]
     await _first_mpd(encoder.run_dir)
 
-    page = await chromium.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on(
-        "console",
-        lambda msg: (
-            problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None
-        ),
-    )
+    page, problems = await open_page(chromium)
     await page.goto(edge + "/player/?src=/live/sports/manifest.mpd")
     await page.wait_for_function(
-        "() => window.tiercdnPlayer && (tiercdnPlayer.startedAt !== null"
-        " || tiercdnPlayer.errors.length > 0)",
+        STARTED_OR_FAILED,
         timeout=10_000,
     )
     started = time.monotonic()
