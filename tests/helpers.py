@@ -72,6 +72,7 @@ __all__ = [
     "node_settings",
     "regional_settings",
     "settings_for",
+    "shed_while_held",
     "until",
     "url_of",
 ]
@@ -392,3 +393,28 @@ async def require_h264_aac(page: Any, browser: Any) -> None:
             f"isTypeSupported({H264})={codecs[0]}, ({AAC})={codecs[1]}; it needs a build "
             "with proprietary codecs (Debian's chromium package has them)"
         )
+
+
+async def shed_while_held(
+    http: Any, edge: str, upstream_in: Tally, arrived: dict[str, asyncio.Event]
+) -> tuple[dict[str, int | str], list[asyncio.Task[Any]]]:
+    """With ``max_fills=4`` and an upstream that holds every segment (counting arrivals
+    in ``upstream_in`` and ``arrived``): two fills of the lowest rung held (half the
+    cap), then the top rung's first segment, the lowest rung's third and an init, each
+    503 (shed without going upstream) or "in flight" (its fill held upstream). The
+    statuses, and the requests still held (to release and read)."""
+    loop = asyncio.get_running_loop()
+    held = [loop.create_task(http.get(edge + f"/sample/chunk-0-0000{n}.m4s")) for n in (1, 2)]
+    await until(upstream_in.reached(2), *held)  # two fills in flight: half the cap
+    statuses: dict[str, int | str] = {}
+    for path in ("chunk-1-00001.m4s", "chunk-0-00003.m4s", "init-1.mp4"):
+        task = loop.create_task(http.get(edge + "/sample/" + path))
+        upstream = loop.create_task(arrived["/sample/" + path].wait())
+        await asyncio.wait([task, upstream], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():  # answered without going upstream
+            upstream.cancel()
+            statuses[path] = (await task).status
+        else:  # its fill is upstream, held there
+            held.append(task)
+            statuses[path] = "in flight"
+    return statuses, held

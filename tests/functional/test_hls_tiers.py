@@ -20,7 +20,7 @@ from shared.engine.node import NODE
 from shared.engine.prewarm import prewarm, prewarm_top
 from shared.hls import MediaPlaylist, parse_playlist
 from shared.policy.shedding import Priority, priority_of
-from tests.helpers import Arrivals, Tally, until, url_of
+from tests.helpers import Arrivals, Tally, shed_while_held, until, url_of
 
 MASTER = "/sample/master.m3u8"
 MPLAYLIST = "application/vnd.apple.mpegurl"
@@ -123,20 +123,7 @@ async def test_hls_high_bandwidth_misses_shed_before_low_and_init(
         "chunk-2-00001.m4s": Priority.MEDIA_BASE,  # audio: one rung
         "init-1.mp4": Priority.INIT,
     }
-    loop = asyncio.get_running_loop()
-    held = [loop.create_task(http.get(edge + f"/sample/chunk-0-0000{n}.m4s")) for n in (1, 2)]
-    await until(upstream_in.reached(2), *held)  # two fills in flight: half the cap
-    statuses: dict[str, int | str] = {}
-    for path in ("chunk-1-00001.m4s", "chunk-0-00003.m4s", "init-1.mp4"):
-        task = loop.create_task(http.get(edge + "/sample/" + path))
-        upstream = loop.create_task(arrived["/sample/" + path].wait())
-        await asyncio.wait([task, upstream], return_when=asyncio.FIRST_COMPLETED)
-        if task.done():  # answered without going upstream
-            upstream.cancel()
-            statuses[path] = (await task).status
-        else:  # its fill is upstream, held there
-            held.append(task)
-            statuses[path] = "in flight"
+    statuses, held = await shed_while_held(http, edge, upstream_in, arrived)
     assert statuses == {
         "chunk-1-00001.m4s": 503,  # top variant: shed at half the fill cap
         "chunk-0-00003.m4s": "in flight",  # lowest variant: admitted up to the cap

@@ -15,7 +15,7 @@ from origin.app import make_app as make_origin_app
 from shared.engine.node import NODE
 from shared.engine.outcome import Outcome
 from tests.functional.rawserver import RawServer, head
-from tests.helpers import Arrivals, Clock, Gate, Tally, until, url_of
+from tests.helpers import Arrivals, Clock, Gate, Tally, shed_while_held, until, url_of
 
 SEGMENT = "/sample/chunk-0-00002.m4s"
 
@@ -365,20 +365,7 @@ async def test_storm_high_bitrate_misses_shed_before_low_and_init(
     edge, node = url_of(node_server), node_server.app[NODE]
     async with http.get(edge + "/sample/manifest.mpd") as r:
         assert r.status == 200
-    loop = asyncio.get_running_loop()
-    held = [loop.create_task(http.get(edge + f"/sample/chunk-0-0000{n}.m4s")) for n in (1, 2)]
-    await until(upstream_in.reached(2), *held)  # two fills in flight: half the cap
-    statuses: dict[str, int | str] = {}
-    for path in ("chunk-1-00001.m4s", "chunk-0-00003.m4s", "init-1.mp4"):
-        task = loop.create_task(http.get(edge + "/sample/" + path))
-        upstream = loop.create_task(arrived["/sample/" + path].wait())
-        await asyncio.wait([task, upstream], return_when=asyncio.FIRST_COMPLETED)
-        if task.done():  # answered without going upstream
-            upstream.cancel()
-            statuses[path] = (await task).status
-        else:  # its fill is upstream, held there
-            held.append(task)
-            statuses[path] = "in flight"
+    statuses, held = await shed_while_held(http, edge, upstream_in, arrived)
     assert statuses == {
         "chunk-1-00001.m4s": 503,  # top rendition: shed at half the fill cap
         "chunk-0-00003.m4s": "in flight",  # base rendition: admitted up to the cap
