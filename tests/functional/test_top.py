@@ -17,21 +17,29 @@ async def test_top_once_shows_each_node_and_a_down_row(
 ):
     """Names, the edge's hit ratio over the interval, and "down" for a dead URL."""
     edge = await start_node("edge-1", url_of(origin_server))
-    edge_admin = url_of(await aiohttp_server(make_admin_app(edge.app)))
+    admin = make_admin_app(edge.app)
+    scraped = asyncio.Event()  # top has read the edge's "before" figures
+
+    async def note_scrape(request, response) -> None:
+        if request.path == "/metrics":
+            scraped.set()
+
+    admin.on_response_prepare.append(note_scrape)
+    edge_admin = url_of(await aiohttp_server(admin))
     origin_admin = url_of(await aiohttp_server(make_origin_admin(origin_server.app)))
     for _ in range(2):  # a miss, then a hit
         async with http.get(url_of(edge) + "/sample/init-0.mp4") as r:
             await r.read()
 
     async def more_requests() -> None:  # inside top's interval, so rates are not zero
-        await asyncio.sleep(0.1)
+        await asyncio.wait_for(scraped.wait(), 10)
         for _ in range(3):
             async with http.get(url_of(edge) + "/sample/init-0.mp4") as r:
                 assert r.status == 200
                 await r.read()
 
     # main() is blocking (urllib); run it beside the servers' event loop.
-    argv = ["top", "--once", "--interval", "0.5", edge_admin, origin_admin, DEAD]
+    argv = ["top", "--once", "--interval", "1", edge_admin, origin_admin, DEAD]
     code, _ = await asyncio.gather(asyncio.to_thread(main, argv), more_requests())
     out = capsys.readouterr().out
     assert code == 0
