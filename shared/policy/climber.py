@@ -93,6 +93,14 @@ class HillClimber:
         self.position = min(max(self.position + amount, 0.0), 1.0)
         return self.position
 
+    def lean(self) -> float:
+        """Evidence from outside the hit rate that recency is not paying: one step
+        toward 0, and the direction set that way. The position to take now."""
+        self.step = -abs(self.step)
+        self.quiet = 0
+        self.position = max(self.position + self.step, 0.0)
+        return self.position
+
     def __repr__(self) -> str:
         rate = "-" if self.previous is None else f"{self.previous:.3f}"
         return (

@@ -30,10 +30,14 @@ Three policies, all with entries in LRU lists (``OrderedDict``, oldest first):
   for the workload's). At its position p in [0, 1]:
   the window takes 1 % + p x 2 % of the budget, taken from protected
   (probation keeps its share) [Caffeine]; and a candidate refused while its
-  key was among the last 0.1 + p x 0.3 refusals per entry held is let in:
+  key was among the last 0.15 + p x 0.45 refusals per entry held is let in:
   a second chance, as S3-FIFO's ghost queue gives a recently evicted object
   [Yang et al., SOSP 2023] (the ghosts are key hashes, not charged to the
-  budget). A new window size is reached a bounded number of entries per
+  budget). Second chances are gated on what they
+  earn: only while entries they let in are hit again on probation at least 1.2x
+  as often as entries the sketch admitted (on a static catalog the two are alike
+  and the gate closes; when new episodes drop, second chances earn about twice
+  as often). A new window size is reached a bounded number of entries per
   lookup (``_TRANSFER``): a growing window takes main's LRU end, a shrinking
   one hands its LRU end to probation, without an admission test, and every
   limit moves with the bytes moved. Per lookup: two counter increments and
@@ -76,7 +80,9 @@ _PROTECTED = 0.8  # share of main for entries hit since admission [Caffeine]
 _PROBATION = (1 - _WINDOW) * (1 - _PROTECTED)  # probation's share: fixed as the window moves
 _SKETCH_MIN = 64  # objects the first sketch is sized for; it grows with the store
 _WINDOW_MAX = 0.03  # adaptive: the window's share at the climber's most recency-biased
-_GHOSTS = (0.1, 0.4)  # adaptive: refused candidates remembered per entry held, at 0 and 1
+_GHOSTS = (0.15, 0.6)  # adaptive: refused candidates remembered per entry held, at 0 and 1
+_GATE_MIN = 32  # adaptive: second chances before their hits can close the gate
+_GATE = 1.2  # adaptive: second chances must earn probation hits this much as often as admissions
 _TRANSFER = 64  # entries moved per lookup while the window is resized (bounded CPU)
 
 
@@ -129,9 +135,12 @@ class MemoryStore:
         self._sketch: TinyLfu | None = None
         self._climber: HillClimber | None = None
         self._ghosts: OrderedDict[int, bool] = OrderedDict()  # adaptive: hashes of refused keys
+        self._fresh: dict[str, bool] = {}  # adaptive: admitted, not hit since; by a second chance?
+        self._earned = [0.0, 0.0, 0.0, 0.0]  # adaptive: admitted, then hit; second chances
         self._sampled = 0  # lookups since the climber's last sample
         self._sample_resets = 0  # the sketch's resets when that sample began
         self._sample_hits = 0  # of which hits (counted under every policy: one increment)
+        self._window_hits = 0  # of which in the window
         self._resizing = False  # the window is being moved to ``_target`` bytes
         if policy == "lru":
             self._window = _Segment(capacity)  # everything lives in the window
@@ -163,9 +172,15 @@ class MemoryStore:
             return []
         self._sample_hits += 1
         if seg is self._probation:  # a second use since admission: protect it
+            if self._climber is not None:
+                chance = self._fresh.pop(key, None)
+                if chance is not None:
+                    self._earned[3 if chance else 1] += 1
             variants, size = seg.pop(key)
             self._protect(key, variants, size)
             return variants
+        if seg is self._window:
+            self._window_hits += 1
         seg.entries.move_to_end(key)
         return seg.entries[key]
 
@@ -250,6 +265,7 @@ class MemoryStore:
             seg.sizes.clear()
             seg.bytes = 0
         self._index.clear()
+        self._fresh.clear()
         self._release(released)
 
     # -- the rest of the Store interface: every body here is in memory -------------
@@ -315,6 +331,8 @@ class MemoryStore:
     def _drop(self, key: str) -> list[CachedObject]:
         """Unlink ``key`` from its segment; the caller releases what it no longer keeps."""
         seg = self._index.pop(key, None)
+        if seg is self._probation:
+            self._fresh.pop(key, None)
         return [] if seg is None else seg.pop(key)[0]
 
     def _release(self, variants: list[CachedObject]) -> None:
@@ -352,6 +370,7 @@ class MemoryStore:
         self._sketch = TinyLfu(max(_SKETCH_MIN, 2 * len(entries))) if lfu else None
         self._climber, self._resizing = None, False
         self._ghosts.clear()
+        self._fresh.clear()
         if self.policy == "adaptive":
             self._climber = HillClimber()
             self._sample_resets = self._sketch.resets if self._sketch is not None else 0
@@ -368,8 +387,14 @@ class MemoryStore:
         """A sample is in: the climber names the window's next size; start moving there."""
         assert self._climber is not None and self._sketch is not None
         position = self._climber.climb(self._sample_hits, self._sampled)
+        # neither recency bias pays: the window earns less per byte than the whole
+        # store, and second chances no more than admissions; lean toward frequency
+        window_pays = self._window_hits * self.capacity >= self._sample_hits * self._window.limit
+        if not window_pays and not self._chances_pay():
+            position = self._climber.lean()
         self._sample_resets = self._sketch.resets
-        self._sampled = self._sample_hits = 0
+        self._sampled = self._sample_hits = self._window_hits = 0
+        self._earned = [n / 2 for n in self._earned]
         self._target = self._window_for(position)
         self._resizing = self._target != self._window.limit
         if self._resizing:
@@ -400,6 +425,7 @@ class MemoryStore:
                 else:
                     key = seg.oldest()
                     variants, size = seg.pop(key)
+                    self._fresh.pop(key, None)
                     window.add(key, variants, size)
                     self._index[key] = window
                     budget -= 1
@@ -453,9 +479,12 @@ class MemoryStore:
                     break
                 victims.append((seg, victim))
                 need -= seg.sizes[victim]
-        admit = need <= 0 and (
-            self._sketch.admit(key, [v for _, v in victims]) or self._second_chance(key)
-        )
+        chance = False
+        if need <= 0 and not self._sketch.admit(key, [v for _, v in victims]):
+            chance = self._second_chance(key)
+            admit = chance
+        else:
+            admit = need <= 0
         if not admit:
             del self._index[key]
             self._release(variants)
@@ -468,12 +497,27 @@ class MemoryStore:
         probation.add(key, variants, size)
         self._index[key] = probation
         self.admitted += 1
+        if self._climber is not None:
+            self._earned[2 if chance else 0] += 1
+            self._fresh[key] = chance
         if len(self._index) > self._sketch.expected_objects:
             self._grow_sketch()
 
     def _second_chance(self, key: str) -> bool:
-        """Adaptive: was ``key`` refused lately? Then it is let in now (and forgotten)."""
-        return self._climber is not None and self._ghosts.pop(hash(key), False)
+        """Adaptive: was ``key`` refused lately? Then it is let in now (and forgotten),
+        unless second chances have stopped paying: the gate closes while entries let in
+        by one earn their first hit on probation less than ``_GATE`` times as often as
+        entries the sketch admitted (both counts halved every sample, so a closed gate
+        lets ``_GATE_MIN`` through again to look)."""
+        if self._climber is None or hash(key) not in self._ghosts:
+            return False
+        return self._chances_pay() and self._ghosts.pop(hash(key), False)
+
+    def _chances_pay(self) -> bool:
+        """Adaptive: do second chances earn probation hits ``_GATE`` times as often as
+        admissions (or have too few been given to tell)?"""
+        admits, hits, chances, earned = self._earned
+        return chances < _GATE_MIN or earned * admits >= _GATE * hits * chances
 
     def _remember(self, key: str) -> None:
         """Adaptive: note a refused candidate; keep the newest ``_GHOSTS`` per entry held

@@ -210,3 +210,74 @@ def test_settings_reject_an_unknown_admission_policy():
     with pytest.raises(SystemExit) as exc:
         load(CacheSettings, ["--upstream", "http://x", "--admission", "arc"], env={})
     assert "admission" in str(exc.value)
+
+
+def test_climber_leans_toward_frequency_on_outside_evidence():
+    """``lean``: one step toward 0 at the current step's size, turned that way; at 0 it stays."""
+    climber = HillClimber()
+    climbs(climber, [0.5, 0.52, 0.54])  # up two steps: 0.2475, the next step +0.12005
+    assert climber.lean() == pytest.approx(0.2475 - 0.12005)
+    assert climber.step < 0 and climber.quiet == 0
+    climber.position = 0.0
+    assert climber.lean() == 0.0
+
+
+def visits(rng: random.Random, n: int, gaps: list[int]) -> list[str]:
+    """Half the requests to 250 hot keys (the store holds 300), half to new keys, each
+    asked for again after every gap of ``gaps`` (+-1/3), then never."""
+    out: list[str] = []
+    due: dict[int, str] = {}
+    pending: dict[str, list[int]] = {}
+    i = 0
+    while len(out) < n:
+        t = len(out)
+        if t in due:
+            key = due.pop(t)
+        elif rng.random() < 0.5:
+            key = f"h{rng.randrange(250)}"
+        else:
+            key, i = f"n{i}", i + 1
+            pending[key] = list(gaps)
+        out.append(key)
+        if pending.get(key):
+            gap = pending[key].pop(0)
+            at = t + gap + rng.randrange(-(gap // 3), gap // 3 + 1)
+            while at in due:
+                at += 1
+            due[at] = key
+    return out[:n]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_adaptive_gives_second_chances_only_while_they_earn_hits(seed):
+    """Seeded: new keys that come back three times, 60 requests apart, earn probation
+    hits once let in by a second chance: the gate stays open and second chances keep
+    being given. Keys that come back once, 100 requests later, never again, earn none:
+    the gate closes, and only a few look-ahead chances (``_GATE_MIN`` a sample) are
+    given. Only admitted, not-yet-hit probation entries are tracked."""
+    rng = random.Random(seed)
+    store = MemoryStore(300_000, policy="adaptive")
+
+    given = [0]
+    second_chance = store._second_chance
+
+    def counted(key: str) -> bool:  # the store's own answer, counted
+        chance = second_chance(key)
+        given[0] += chance
+        return chance
+
+    store._second_chance = counted  # type: ignore[method-assign]
+
+    def chances(trace: list[str]) -> int:
+        before = given[0]
+        for key in trace:
+            request(store, key)
+        return given[0] - before
+
+    paying = chances(visits(rng, 60_000, [60, 60, 60]))
+    assert store._chances_pay()
+    chances(visits(rng, 30_000, [100]))  # the counts halve each sample: let them turn
+    idle = chances(visits(rng, 60_000, [100]))
+    assert not store._chances_pay()
+    assert idle < paying / 10
+    assert all(store._index[k] is store._probation for k in store._fresh)
