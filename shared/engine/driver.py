@@ -44,6 +44,7 @@ from shared.engine.errors import (
 from shared.engine.fetcher import upstream_headers
 from shared.engine.fills import FillHead
 from shared.engine.outcome import Fwd, Outcome, cache_status_member
+from shared.engine.upstream import PEER_HEADER
 from shared.http import (
     Lookup,
     if_range_validator,
@@ -101,11 +102,13 @@ class Driver:
                     return answer
             return await self._forward(request)
         url = _target(request)
-        if is_manifest(url):
-            self.node.count_title(url)
-        for hook in self.node.on_request:  # a tier's policy (the edge's prefetch)
-            hook(url, request)
         req_h = request.headers
+        # a peer's fill of an object this node owns: its client was counted there
+        if not (self.fetcher.upstream.peers and PEER_HEADER in req_h):
+            if is_manifest(url):
+                self.node.count_title(url)
+            for hook in self.node.on_request:  # a tier's policy (the edge's prefetch)
+                hook(url, request)
         variants = self.store.lookup(url)  # the one access the admission policy counts
         vary = self.fetcher.vary_of(url, req_h, variants)
         stored = None

@@ -40,7 +40,7 @@ from shared.engine.errors import (
 )
 from shared.engine.fills import Fill, FillHead, FillTable
 from shared.engine.tasks import TaskGroup
-from shared.engine.upstream import UpstreamPool, UpstreamResponse
+from shared.engine.upstream import PEER_HEADER, UpstreamPool, UpstreamResponse
 from shared.http import (
     HEURISTIC_STATUSES,
     Storable,
@@ -98,6 +98,7 @@ def upstream_headers(
     headers = end_to_end(req_h)
     for name in _READER_ONLY if conditional else ("Host", "Content-Length"):
         headers.popall(name, None)
+    headers.popall(PEER_HEADER, None)  # set again only when a fill goes to its owner
     headers.add("Via", via)
     return headers
 
@@ -218,7 +219,12 @@ class Fetcher:
                 stands_in = self._stands_in(stale, request_time)
                 try:
                     async with self.upstream.request(
-                        "GET", url, headers, key=_route(key), fail_fast=stands_in
+                        "GET",
+                        url,
+                        headers,
+                        key=_route(key),
+                        fail_fast=stands_in,
+                        peers=PEER_HEADER not in req_h,  # a peer's fill: this is its owner
                     ) as up:
                         response_time = self.clock()
                         if up.status in _STALE_IF_ERROR_STATUSES and self._stands_in(

@@ -36,6 +36,7 @@ from shared.engine.upstream import UpstreamPool
 from shared.http import Lookup, target_list
 from shared.policy.breaker import CircuitBreaker
 from shared.policy.shedding import Shedder
+from shared.service.discovery import Discovery
 from shared.service.metrics import Metrics
 from shared.service.settings import CacheSettings
 from shared.service.units import format_size
@@ -87,6 +88,8 @@ class Node:
                 cooldown=s.breaker_cooldown,
             ),
         )
+        self.upstream.repeer(s.peer, s.own_url)
+        self.discovery: Discovery | None = None  # peers and parents from DNS, once started
         self.budget = OriginBudget(
             rate=s.origin_rate,
             burst=s.origin_burst,
@@ -146,6 +149,10 @@ class Node:
         """cleanup_ctx: open the store and the upstream session; on stop, end fills."""
         await self.store.open()
         await self.upstream.start()
+        if self.settings.peers_dns or self.settings.upstream_dns:
+            self.discovery = Discovery(self.upstream, self.settings)
+            await self.discovery.refresh()  # the first answer before the first request
+            self.tasks.spawn(self.discovery.run(), name="dns")
         disk = self.store.disk
         log.info(
             "%s caching %s in memory%s for %s",

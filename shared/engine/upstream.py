@@ -5,6 +5,15 @@ into ``shared.engine.errors`` (before the head: unavailable / timeout / bad
 response; mid-body: ``TruncatedBody``). Each parent has a circuit breaker;
 parents are tried in rendezvous order for the cache key, then the fallback.
 
+Owner routing (a point of presence of several nodes: workers of one machine,
+``--peer`` machines): every member ranks ``self_url`` and its peers by
+rendezvous hashing of the key, the same order everywhere; the first is the
+key's *owner*. A fill for a key another member owns asks the owner first
+(marked with ``PEER_HEADER``, so the owner never forwards it again), then the
+parents as usual: the owner coalesces every member's misses into one parent
+request. A dead owner is skipped at once (refused connection), a failing one
+after its breaker opens; either way the request goes on to the parents.
+
 Faults stay small:
 
 - The last route is never closed: when every breaker refuses, the request still
@@ -33,7 +42,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from shared.engine.errors import (
@@ -48,10 +57,11 @@ from shared.policy.breaker import BreakerState, CircuitBreaker
 from shared.policy.hashing import rendezvous_order
 from shared.service.metrics import Metrics, UpstreamFaults
 
-__all__ = ["UpstreamPool", "UpstreamResponse"]
+__all__ = ["PEER_HEADER", "UpstreamPool", "UpstreamResponse"]
 
 log = logging.getLogger(__name__)
 
+PEER_HEADER = "Tiercdn-Peer"  # on a fill forwarded to its owner: the member that asked
 # Answers that count against a parent and move a safe request on to the next one.
 _FAILOVER_STATUSES = frozenset({502, 503, 504})
 # How a pooled connection the parent closed while idle fails, before any response byte.
@@ -139,6 +149,8 @@ class UpstreamPool:
         self._clock = clock
         self._breaker = breaker
         self.breakers: dict[str, CircuitBreaker] = {}
+        self.peers: list[str] = []  # the other members of this point of presence
+        self.self_url = ""  # this member, as its peers name it
         self.reroute(parents, fallback)
         self._session: aiohttp.ClientSession | None = None  # pooled keep-alive connections
         self._fresh: aiohttp.ClientSession | None = None  # a new connection per request
@@ -150,10 +162,25 @@ class UpstreamPool:
         self.parents = [p.rstrip("/") for p in parents]
         self.fallback = fallback.rstrip("/")
         every = [*self.parents, self.fallback] if self.fallback else self.parents
+        every = [*every, *self.peers]
         self.breakers = {p: self.breakers.get(p) or self._breaker() for p in every}
         for parent in every:
             if self.breakers[parent].state is BreakerState.CLOSED:
                 self._metrics.breaker_state.labels(parent).set(0)
+
+    def repeer(self, peers: Sequence[str], self_url: str) -> None:
+        """New members of this point of presence (``self_url`` is this one; it is not
+        a peer of itself): only the keys of members that came or went move."""
+        me = self_url.rstrip("/")
+        self.self_url = me
+        self.peers = sorted({p.rstrip("/") for p in peers} - {me})
+        self.reroute(self.parents, self.fallback)
+
+    def owner(self, key: str) -> str:
+        """The member that owns ``key`` (``self_url`` when it is this one)."""
+        if not self.peers:
+            return self.self_url
+        return rendezvous_order([self.self_url, *self.peers], key)[0]
 
     def retune_breakers(self, breaker: Callable[[], CircuitBreaker]) -> None:
         """New breaker thresholds (a reload): new breakers are made by ``breaker``;
@@ -193,10 +220,17 @@ class UpstreamPool:
                 await session.close()
         self._session = self._fresh = None
 
-    def order(self, key: str) -> list[str]:
-        """Parents in the order a request for ``key`` tries them."""
+    def order(self, key: str, peers: bool = False) -> list[str]:
+        """Parents in the order a request for ``key`` tries them (``peers``: its owner
+        first when that is another member)."""
         order = rendezvous_order(self.parents, key)
-        return [*order, self.fallback] if self.fallback else order
+        if self.fallback:
+            order.append(self.fallback)
+        if peers and self.peers:
+            owner = self.owner(key)
+            if owner != self.self_url:
+                order.insert(0, owner)
+        return order
 
     @contextlib.asynccontextmanager
     async def request(
@@ -209,6 +243,7 @@ class UpstreamPool:
         data: Any = None,
         fail_fast: bool = False,
         resuming: bool = False,
+        peers: bool = False,
     ) -> AsyncIterator[UpstreamResponse]:
         """Send ``method target`` to the first parent for ``key`` that answers.
 
@@ -216,14 +251,20 @@ class UpstreamPool:
         the caller has a stale copy to serve, so with every breaker open this fails
         at once (``UpstreamUnavailable``) instead of taking the last route.
         ``resuming``: this continues a body already counted as cut short, so cutting
-        it again is not counted against the parent's breaker a second time."""
+        it again is not counted against the parent's breaker a second time.
+        ``peers``: the key's owner, when another member, is asked first (a fill; never
+        for a request a peer forwarded here)."""
         safe = data is None and method in ("GET", "HEAD")
         last: UpstreamError | None = None
-        for parent, more, last_route in self.routes(key, fail_fast, safe):
+        for parent, more, last_route in self.routes(key, fail_fast, safe, peers):
             breaker = self.breakers[parent]
             started = time.monotonic()
+            sent = headers
+            if parent in self.peers:
+                sent = CIMultiDict(headers)
+                sent[PEER_HEADER] = self.self_url
             try:
-                resp = await self._send(parent, method, target, headers, data)
+                resp = await self._send(parent, method, target, sent, data)
             except asyncio.CancelledError:
                 if not last_route:
                     breaker.abandon()  # frees the half-open probe it may hold
@@ -268,12 +309,14 @@ class UpstreamPool:
             self.faults.refused.inc()
         raise last or UpstreamUnavailable("every parent's circuit breaker is open")
 
-    def routes(self, key: str, fail_fast: bool, safe: bool) -> Iterator[tuple[str, bool, bool]]:
+    def routes(
+        self, key: str, fail_fast: bool, safe: bool, peers: bool = False
+    ) -> Iterator[tuple[str, bool, bool]]:
         """``(parent, more, last_route)`` to try for ``key``: parents whose breaker
         allows a request now (``more``: a safe request could move on from it); if none
         did and not ``fail_fast``, every parent again, breakers aside (the last route).
         Lazy: a breaker's half-open probe is taken only when its parent is tried."""
-        candidates = self.order(key)
+        candidates = self.order(key, peers)
         tried = False
         for i, parent in enumerate(candidates):
             if self.breakers[parent].allow(self._clock()):

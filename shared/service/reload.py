@@ -46,7 +46,7 @@ _SHEDDING = ("max_requests", "max_fills")
 _BUDGET = ("origin_rate", "origin_burst", "origin_concurrency", "origin_wait")
 _BREAKER = ("breaker_min_requests", "breaker_error_rate", "breaker_window", "breaker_cooldown")
 _POLICY = ("heuristic_max_age", "stale_if_error", "stale_if_busy")
-_ROUTES = ("upstream", "fallback")
+_ROUTES = ("upstream", "fallback", "peer", "peer_url")
 _FETCHER = ("pass_ttl", "negative_ttl", "targeted_cache_control")
 _READ_ONLY = ("log_level", "admin_token", "retry_after")  # read from node.settings or logging
 LIVE = frozenset(
@@ -97,7 +97,12 @@ def apply(node: Node, new: CacheSettings) -> list[str]:
     if live & set(_BREAKER):
         node.upstream.retune_breakers(_breakers(s))
     if live & set(_ROUTES):
-        node.upstream.reroute(s.upstream, s.fallback)
+        found = node.discovery
+        if found is not None:
+            found.settings = s
+        node.upstream.reroute([*s.upstream, *(found.parents if found else ())], s.fallback)
+        peers = [*s.peer, *(found.peers if found else ())]
+        node.upstream.repeer(peers, found.own_url(found.peers) if found else s.own_url)
     fetcher = node.fetcher
     fetcher.heuristic_max_age, fetcher.stale_if_error = s.heuristic_max_age, s.stale_if_error
     if "pass_ttl" in live:  # marks so far go: a URL gets one more fill attempt at worst

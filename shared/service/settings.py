@@ -406,16 +406,53 @@ class CacheSettings(ServiceSettings):
     breaker_error_rate: float = option(0.5, "error rate over --breaker-window that opens it")
     breaker_window: float = duration_field("10s", "window for --breaker-error-rate")
     breaker_cooldown: float = duration_field("5s", "open time before a half-open probe")
+    # -- a point of presence: workers and peers (owner routing) -------------------------
+    workers: str = option(
+        "1",
+        "processes serving --port together (SO_REUSEPORT), each owning a share of the "
+        "objects; a number or auto (one per core)",
+    )
+    peer: tuple[str, ...] = option(
+        (),
+        "URL of another node of this point of presence (repeatable): a miss of an object "
+        "it owns (rendezvous hashing) is asked of it before any parent",
+    )
+    peers_dns: str = option(
+        "",
+        "NAME or NAME:PORT whose A/AAAA records are the peers, re-resolved every "
+        "--dns-refresh (a Kubernetes headless Service); '' = none",
+    )
+    peer_url: str = option(
+        "",
+        "this node's own URL as its peers name it ('' = http://HOST:PORT; with "
+        "--peers-dns: http://ADDRESS:PORT of a local address among the records)",
+    )
+    upstream_dns: str = option(
+        "",
+        "NAME or NAME:PORT whose A/AAAA records are the parents, re-resolved every "
+        "--dns-refresh (with or instead of --upstream); '' = none",
+    )
+    dns_refresh: float = duration_field("5s", "how often --peers-dns and --upstream-dns resolve")
     # -- operators: purge, pre-warm ---------------------------------------------------
     admin_token: str = option("", "token for mutating admin routes (purge, prewarm); '' = off")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.upstream:
-            raise ValueError("at least one --upstream URL is required")
-        for url in self.upstream:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"--upstream must be an http(s) URL, got {url!r}")
+        if not self.upstream and not self.upstream_dns:
+            raise ValueError("at least one --upstream URL (or --upstream-dns) is required")
+        for flag, urls in (("--upstream", self.upstream), ("--peer", self.peer)):
+            for url in urls:
+                if not url.startswith(("http://", "https://")):
+                    raise ValueError(f"{flag} must be an http(s) URL, got {url!r}")
+        if self.peer_url and not self.peer_url.startswith(("http://", "https://")):
+            raise ValueError(f"--peer-url must be an http(s) URL, got {self.peer_url!r}")
+        self.worker_count()  # raises on a bad value
+        for flag, name in (("--peers-dns", self.peers_dns), ("--upstream-dns", self.upstream_dns)):
+            host, _, port = name.rpartition(":") if ":" in name else (name, "", "")
+            if name and (not host or (port and not port.isdigit())):
+                raise ValueError(f"{flag} takes NAME or NAME:PORT, got {name!r}")
+        if self.dns_refresh <= 0:
+            raise ValueError("--dns-refresh must be positive")
         if self.max_object_bytes > self.cache_bytes:
             object.__setattr__(self, "max_object_bytes", self.cache_bytes)
         if self.disk_max_object_bytes > self.disk_bytes:  # not the memory budget: its own
@@ -439,6 +476,25 @@ class CacheSettings(ServiceSettings):
         if name and (not _FIELD_NAME.fullmatch(name) or name.lower() == "cache-control"):
             raise ValueError(f"--targeted-cache-control must be a field name: {name!r}")
         self.negative_ttls()  # raises on a bad entry
+
+    def worker_count(self) -> int:
+        """``--workers`` as a number (``auto``: the cores this process may use)."""
+        if self.workers == "auto":
+            return (
+                len(os.sched_getaffinity(0))
+                if hasattr(os, "sched_getaffinity")
+                else (os.cpu_count() or 1)
+            )
+        if not self.workers.isdigit() or not 1 <= int(self.workers) <= 256:
+            raise ValueError(
+                f"--workers takes a number from 1 to 256 or auto, got {self.workers!r}"
+            )
+        return int(self.workers)
+
+    @property
+    def own_url(self) -> str:
+        """This node as its peers name it: ``--peer-url``, else ``http://HOST:PORT``."""
+        return self.peer_url or f"http://{self.host}:{self.port}"
 
     @property
     def stored_object_bytes(self) -> int:

@@ -1,0 +1,120 @@
+"""Owner routing between the nodes of a point of presence (``--peer``), for real.
+
+Two edges name each other as peers in front of one regional that records every
+request it gets; each object has one owner (rendezvous hashing), and a miss at
+the other edge is asked of the owner, so the regional sees one request per
+object whichever edge the clients asked. A dead owner is skipped, a peer's
+request is never forwarded again, and the peer mark never leaves the PoP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from shared.engine.node import NODE
+from shared.engine.upstream import PEER_HEADER
+from tests.helpers import url_of
+
+
+class Recorder:
+    """Middleware: each request's path, and whether it carried the peer mark."""
+
+    def __init__(self) -> None:
+        self.paths: collections.Counter[str] = collections.Counter()
+        self.marked = 0
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+        self.paths[request.path] += 1
+        self.marked += PEER_HEADER in request.headers
+        return await handler(request)
+
+
+@pytest.fixture
+async def pop(start_node, origin_server, sample_library: Path):
+    """(edge A, edge B, their recorders, the regional's recorder, segment paths)."""
+    regional_log = Recorder()
+    regional = await start_node(
+        "regional-1", url_of(origin_server), middlewares=[regional_log.middleware]
+    )
+    logs = [Recorder(), Recorder()]
+    edges = [
+        await start_node(f"edge-{i}", url_of(regional), middlewares=[logs[i].middleware])
+        for i in range(2)
+    ]
+    urls = [url_of(e) for e in edges]
+    for edge, me, other in zip(edges, urls, reversed(urls), strict=True):
+        edge.app[NODE].upstream.repeer([other], me)
+    paths = sorted(f"/sample/{p.name}" for p in (sample_library / "sample").glob("*.m4s"))
+    assert len(paths) >= 8
+    return edges, logs, regional_log, paths
+
+
+async def get(http: aiohttp.ClientSession, url: str, **headers: str) -> tuple[int, str]:
+    async with http.get(url, headers=headers) as r:
+        await r.read()
+        return r.status, r.headers.get("Cache-Status", "")
+
+
+async def test_each_object_reaches_the_regional_once_whichever_edge_is_asked(pop, http):
+    """Every segment asked at both edges at once, twice: one regional request per
+    segment; a segment the other edge owns is served through it (its Cache-Status
+    member first), and the edge that asked may keep its own copy."""
+    edges, logs, regional_log, paths = pop
+    a, b = (url_of(e) for e in edges)
+    for _ in range(2):
+        answers = await asyncio.gather(*(get(http, e + p) for p in paths for e in (a, b)))
+        assert all(status == 200 for status, _ in answers)
+    assert {p: regional_log.paths[p] for p in paths} == dict.fromkeys(paths, 1)
+    assert regional_log.marked == 0  # the mark stays inside the point of presence
+    pool = edges[0].app[NODE].upstream
+    owned_by_b = [p for p in paths if pool.owner(p) == b]
+    assert owned_by_b and len(owned_by_b) < len(paths)  # both own some
+    status, cache_status = await get(http, a + owned_by_b[0])
+    assert status == 200
+    assert logs[1].paths[owned_by_b[0]] >= 1  # A asked B, the owner
+    assert "edge-1" in cache_status and "edge-0" in cache_status
+
+
+async def test_a_storm_at_both_edges_is_one_regional_request(pop, http):
+    """60 clients split over both edges ask for one cold segment at once: one request
+    reaches the regional."""
+    edges, _, regional_log, paths = pop
+    target = paths[-1]
+    urls = [url_of(e) + target for e in edges]
+    answers = await asyncio.gather(*(get(http, urls[i % 2]) for i in range(60)))
+    assert [s for s, _ in answers] == [200] * 60
+    assert regional_log.paths[target] == 1
+
+
+async def test_a_dead_owner_is_skipped_and_the_live_edge_serves(pop, http):
+    """B is stopped: A serves every segment, going to the regional itself for B's,
+    at once (a refused connection), and keeps serving afterwards."""
+    edges, _, regional_log, paths = pop
+    a = url_of(edges[0])
+    owned_by_b = [p for p in paths if edges[0].app[NODE].upstream.owner(p) != a]
+    await edges[1].close()
+    async with asyncio.timeout(10):
+        answers = await asyncio.gather(*(get(http, a + p) for p in owned_by_b))
+    assert [s for s, _ in answers] == [200] * len(owned_by_b)
+    assert all(regional_log.paths[p] == 1 for p in owned_by_b)
+    assert (await get(http, a + paths[0]))[0] == 200
+
+
+async def test_a_peers_request_is_never_forwarded_again(pop, http):
+    """A request marked as a peer's at A, for a segment B owns, goes to the regional,
+    not to B: no loop between owners that disagree."""
+    edges, logs, regional_log, paths = pop
+    a = url_of(edges[0])
+    owned_by_b = next(p for p in paths if edges[0].app[NODE].upstream.owner(p) != a)
+    status, _ = await get(http, a + owned_by_b, **{PEER_HEADER: "http://127.0.0.1:9"})
+    assert status == 200
+    assert logs[1].paths[owned_by_b] == 0
+    assert regional_log.paths[owned_by_b] == 1
+    assert regional_log.marked == 0
