@@ -30,7 +30,7 @@ class Recorder:
         self.marked = 0
 
     @web.middleware
-    async def middleware(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def middleware(self, request: web.Request, handler):
         self.paths[request.path] += 1
         self.marked += PEER_HEADER in request.headers
         return await handler(request)
