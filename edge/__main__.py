@@ -17,6 +17,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Edge cache: players talk to it; misses go to --upstream (a regional).",
         settings_class=EdgeSettings,
         make_app=make_app,
+        module="edge",
         **DEFAULTS,
     )
 

@@ -17,6 +17,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Regional cache (origin shield): edges ask it; misses go to --upstream.",
         settings_class=RegionalSettings,
         make_app=make_app,
+        module="regional",
         **DEFAULTS,
     )
 

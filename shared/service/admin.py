@@ -42,6 +42,8 @@ from shared.policy.ratelimit import TokenBucket
 from shared.service.metrics import admin_auth_failures
 
 __all__ = [
+    "FROM_CACHE",
+    "LOOKUPS",
     "FAILURE_BURST",
     "FAILURE_RATE",
     "TRACKED_ADDRESSES",
@@ -56,14 +58,14 @@ FAILURE_BURST = 10  # failed token checks an address may make at once...
 FAILURE_RATE = 1.0  # ...and then per second
 TRACKED_ADDRESSES = 4096  # addresses remembered (bounded memory)
 
-_FROM_CACHE = (Outcome.HIT, Outcome.STALE)
-_LOOKUPS = (*_FROM_CACHE, Outcome.MISS, Outcome.COALESCED, Outcome.REVALIDATED)
+FROM_CACHE = (Outcome.HIT, Outcome.STALE)
+LOOKUPS = (*FROM_CACHE, Outcome.MISS, Outcome.COALESCED, Outcome.REVALIDATED)
 
 
 def stats(node: Node) -> dict[str, object]:
     """The node's state as JSON-ready values (also used by ``tiercdn up``)."""
-    lookups = sum(node.counts[o] for o in _LOOKUPS)
-    hits = sum(node.counts[o] for o in _FROM_CACHE)
+    lookups = sum(node.counts[o] for o in LOOKUPS)
+    hits = sum(node.counts[o] for o in FROM_CACHE)
     disk = node.store.disk
     return {
         "name": node.name,

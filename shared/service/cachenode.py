@@ -7,12 +7,15 @@ SIGHUP reloads them the same way (``shared.service.reload``).
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from shared.engine.node import NODE
+from shared.service import handoff
 from shared.service import run as service
 from shared.service.admin import make_admin_app
 from shared.service.connection import ConnectionLimits
@@ -31,17 +34,25 @@ def main(
     description: str,
     settings_class: type[S],
     make_app: Callable[[S], web.Application],
+    module: str = "",
     **defaults: Any,
 ) -> int:
     """Parse the tier's settings, build its app and serve it until SIGINT/SIGTERM;
     SIGHUP reads them again (the same argv, env and ``--config`` file) and applies
-    what can change live (``shared.service.reload``)."""
+    what can change live (``shared.service.reload``). With ``--workers N`` (N > 1)
+    this process supervises N workers, each ``python -m module`` with the same
+    arguments (``shared.service.workers``)."""
 
     def read() -> S:
         return load(settings_class, argv, prog=prog, description=description, **defaults)
 
     settings = read()
     service.configure_logging(settings.log_level, settings.log_json, settings.access_log_file)
+    if module and settings.worker_count() > 1 and handoff.WORKER_ENV not in os.environ:
+        from shared.service.workers import supervise
+
+        args = list(sys.argv[1:] if argv is None else argv)
+        return service.run(lambda: supervise(settings, args, module))
     app = make_app(settings)
     node = app[NODE]
 
@@ -62,6 +73,7 @@ def main(
             registry=node.metrics.registry,
             name=settings.name,
             on_hup=on_hup,
+            also=handoff.also_listen(),  # a worker: its own address, for its peers
         )
 
     loop = settings.event_loop

@@ -8,14 +8,19 @@ connections waiting in the accept queue are taken by the new process, none is
 refused or reset. (Two sockets bound with ``SO_REUSEPORT`` would each have a
 queue of their own, and closing the old one resets whatever waits in it.)
 
-Two environment variables carry this, set by the supervisor only:
+Environment variables carry this, set by the supervisor only (``tiercdn up``, or
+a node's own ``--workers`` supervisor, ``shared.service.workers``):
 
 - ``TIERCDN_LISTEN_FDS="HOST:PORT=FD,..."``: a listener for ``HOST:PORT`` serves
   the inherited socket ``FD`` instead of binding;
 - ``TIERCDN_READY_FD=FD``: the write end of a pipe; ``ready()`` writes
   ``ready\\n`` to it and closes it once every listener accepts.
 
-Both are read once, and ignored (with one warning) when malformed.
+- ``TIERCDN_WORKER=I``: this process is worker I of a ``--workers`` node;
+- ``TIERCDN_ALSO_LISTEN=HOST:PORT``: the worker's own address besides the shared
+  port (its peers ask it there), inherited in ``TIERCDN_LISTEN_FDS`` too.
+
+They are read once, and ignored (with one warning) when malformed.
 """
 
 from __future__ import annotations
@@ -25,13 +30,25 @@ import logging
 import os
 import socket
 
-__all__ = ["LISTEN_FDS_ENV", "READY_FD_ENV", "SUPERVISOR_ENV", "inherited", "listen_fds", "ready"]
+__all__ = [
+    "ALSO_LISTEN_ENV",
+    "LISTEN_FDS_ENV",
+    "READY_FD_ENV",
+    "SUPERVISOR_ENV",
+    "WORKER_ENV",
+    "also_listen",
+    "inherited",
+    "listen_fds",
+    "ready",
+]
 
 log = logging.getLogger(__name__)
 
 LISTEN_FDS_ENV = "TIERCDN_LISTEN_FDS"
 READY_FD_ENV = "TIERCDN_READY_FD"
-SUPERVISOR_ENV = frozenset({LISTEN_FDS_ENV, READY_FD_ENV})
+WORKER_ENV = "TIERCDN_WORKER"  # a worker's index: it serves, it never supervises workers
+ALSO_LISTEN_ENV = "TIERCDN_ALSO_LISTEN"  # "HOST:PORT": a worker's own address (its peers')
+SUPERVISOR_ENV = frozenset({LISTEN_FDS_ENV, READY_FD_ENV, WORKER_ENV, ALSO_LISTEN_ENV})
 
 
 def listen_fds(sockets: dict[tuple[str, int], int]) -> str:
@@ -70,6 +87,15 @@ def inherited(host: str | None, port: int) -> socket.socket | None:
         return None
     sock.setblocking(False)
     return sock
+
+
+def also_listen() -> list[tuple[str, int]]:
+    """The address a worker serves besides the shared port (``TIERCDN_ALSO_LISTEN``)."""
+    value = os.environ.get(ALSO_LISTEN_ENV, "")
+    host, _, port = value.rpartition(":")
+    if not value or not port.isdigit():
+        return []
+    return [(host, int(port))]
 
 
 def ready() -> None:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -48,8 +48,11 @@ class Listener:
         access_log_class: type[AbstractAccessLogger] = AiohttpAccessLogger,
         backlog: int = 4096,
         max_field_size: int = 8190,
+        also: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.app, self.host, self.limits, self.backlog = app, host, limits, backlog
+        self.also = list(also)  # more addresses serving the same app (a worker's peer port)
+        self._more: list[asyncio.Server] = []
         self.stats = ConnectionStats(name)
         self._port = port
         self._handler_args: dict[str, Any] = {
@@ -81,12 +84,21 @@ class Listener:
             self._server = await loop.create_server(
                 self._protocol, self.host, self._port, backlog=self.backlog, reuse_address=True
             )
+        for host, port in self.also:
+            sock = inherited(host, port)
+            if sock is not None:
+                more = await loop.create_server(self._protocol, sock=sock, backlog=self.backlog)
+            else:
+                more = await loop.create_server(
+                    self._protocol, host, port, backlog=self.backlog, reuse_address=True
+                )
+            self._more.append(more)
         if hasattr(socket, "TCP_USER_TIMEOUT"):
             # Linux aborts a connection whose sent bytes stay unacknowledged (or whose
             # client keeps its window shut) this long, whoever wrote them: sendfile
             # too, which bypasses the transport. Accepted sockets inherit it.
             ms = max(1, int(self.limits.send_timeout * 1000))
-            for sock in self._server.sockets:
+            for sock in [x for server in (self._server, *self._more) for x in server.sockets]:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, ms)
 
@@ -94,6 +106,8 @@ class Listener:
         """Stop accepting, close idle connections, let handlers finish, run cleanup."""
         if self._server is not None:
             self._server.close()
+        for more in self._more:
+            more.close()
         await self._runner.cleanup()
 
     def _protocol(self) -> asyncio.BaseProtocol:

@@ -17,7 +17,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -110,6 +110,7 @@ async def open_listeners(
     access_log: bool = False,
     registry: CollectorRegistry | None = None,
     name: str = "",
+    also: Sequence[tuple[str, int]] = (),
 ) -> list[Listener]:
     """Start ``app``'s listener, then ``admin``'s (unless ``admin_port`` is None; 0 is
     any free port); their counts go to ``registry`` when one is given. The caller
@@ -128,6 +129,7 @@ async def open_listeners(
             limits=limits,
             access_log=access if access_log else None,
             access_log_class=AccessLogger,
+            also=also,
         )
     ]
     if admin is not None and admin_port is not None:
@@ -169,6 +171,7 @@ async def serve(
     registry: CollectorRegistry | None = None,
     name: str = "",
     on_hup: Callable[[], None] | None = None,
+    also: Sequence[tuple[str, int]] = (),
 ) -> None:
     """Run ``app`` (and ``admin``, unless ``admin_port`` is 0) until SIGINT or SIGTERM,
     then stop cleanly; SIGUSR1 reopens the access log file; SIGHUP calls ``on_hup``
@@ -190,9 +193,11 @@ async def serve(
         access_log=access_log,
         registry=registry,
         name=name,
+        also=also,
     )
     try:
-        log.info("listening on %s", ", ".join(f"{x.host}:{x.port}" for x in listeners))
+        where = [f"{x.host}:{x.port}" for x in listeners] + [f"{h}:{p}" for h, p in also]
+        log.info("listening on %s", ", ".join(where))
         handoff.ready()  # a supervisor waiting for this process (a graceful restart)
         if ready_message and _READY.handlers:
             _READY.info(ready_message)
