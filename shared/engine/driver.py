@@ -104,7 +104,7 @@ class Driver:
         url = _target(request)
         req_h = request.headers
         # a peer's fill of an object this node owns: its client was counted there
-        if not (self.fetcher.upstream.peers and PEER_HEADER in req_h):
+        if not (self.fetcher.upstream.peered and PEER_HEADER in req_h):
             if is_manifest(url):
                 self.node.count_title(url)
             for hook in self.node.on_request:  # a tier's policy (the edge's prefetch)

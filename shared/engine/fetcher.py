@@ -40,7 +40,7 @@ from shared.engine.errors import (
 )
 from shared.engine.fills import Fill, FillHead, FillTable
 from shared.engine.tasks import TaskGroup
-from shared.engine.upstream import PEER_HEADER, UpstreamPool, UpstreamResponse
+from shared.engine.upstream import PEER_HEADER, UpstreamPool, UpstreamResponse, hop_of
 from shared.http import (
     HEURISTIC_STATUSES,
     Storable,
@@ -224,7 +224,7 @@ class Fetcher:
                         headers,
                         key=_route(key),
                         fail_fast=stands_in,
-                        peers=PEER_HEADER not in req_h,  # a peer's fill: this is its owner
+                        hop=hop_of(req_h.get(PEER_HEADER)),  # its owners first
                     ) as up:
                         response_time = self.clock()
                         if up.status in _STALE_IF_ERROR_STATUSES and self._stands_in(

@@ -5,14 +5,19 @@ into ``shared.engine.errors`` (before the head: unavailable / timeout / bad
 response; mid-body: ``TruncatedBody``). Each parent has a circuit breaker;
 parents are tried in rendezvous order for the cache key, then the fallback.
 
-Owner routing (a point of presence of several nodes: workers of one machine,
-``--peer`` machines): every member ranks ``self_url`` and its peers by
+Owner routing, on two levels: the machines of a point of presence (``peers``,
+from ``--peer``/``--peers-dns``, this one being ``self_url``) and the workers
+of one machine (``siblings``, set by the ``--workers`` supervisor, this one
+being ``sibling_url``). Every member ranks the members of a level by
 rendezvous hashing of the key, the same order everywhere; the first is the
-key's *owner*. A fill for a key another member owns asks the owner first
-(marked with ``PEER_HEADER``, so the owner never forwards it again), then the
-parents as usual: the owner coalesces every member's misses into one parent
-request. A dead owner is skipped at once (refused connection), a failing one
-after its breaker opens; either way the request goes on to the parents.
+key's *owner* at that level. A client's fill goes to the owning machine when
+that is another one (marked ``PEER_HEADER: machine``); on the owning machine
+(a client's, or a ``machine`` request) to the owning worker when that is
+another one (marked ``worker``); a ``worker`` request goes to the parents. So
+every member's misses of a key meet at one worker, which asks the parent once,
+and no request is forwarded twice at one level (no loops). A dead owner is
+skipped at once (refused connection), a failing one after its breaker opens;
+either way the request goes on to the next route, then the parents.
 
 Faults stay small:
 
@@ -57,11 +62,20 @@ from shared.policy.breaker import BreakerState, CircuitBreaker
 from shared.policy.hashing import rendezvous_order
 from shared.service.metrics import Metrics, UpstreamFaults
 
-__all__ = ["PEER_HEADER", "UpstreamPool", "UpstreamResponse"]
+__all__ = [
+    "CLIENT",
+    "MACHINE",
+    "PEER_HEADER",
+    "UpstreamPool",
+    "UpstreamResponse",
+    "WORKER",
+    "hop_of",
+]
 
 log = logging.getLogger(__name__)
 
-PEER_HEADER = "Tiercdn-Peer"  # on a fill forwarded to its owner: the member that asked
+PEER_HEADER = "Tiercdn-Peer"  # on a fill forwarded to its owner: the level it was sent at
+CLIENT, MACHINE, WORKER = "client", "machine", "worker"  # a fill's hop: where it came from
 # Answers that count against a parent and move a safe request on to the next one.
 _FAILOVER_STATUSES = frozenset({502, 503, 504})
 # How a pooled connection the parent closed while idle fails, before any response byte.
@@ -149,8 +163,10 @@ class UpstreamPool:
         self._clock = clock
         self._breaker = breaker
         self.breakers: dict[str, CircuitBreaker] = {}
-        self.peers: list[str] = []  # the other members of this point of presence
-        self.self_url = ""  # this member, as its peers name it
+        self.peers: list[str] = []  # the other machines of this point of presence
+        self.self_url = ""  # this machine, as its peers name it
+        self.siblings: list[str] = []  # the other workers of this machine
+        self.sibling_url = ""  # this worker, as its siblings name it
         self.reroute(parents, fallback)
         self._session: aiohttp.ClientSession | None = None  # pooled keep-alive connections
         self._fresh: aiohttp.ClientSession | None = None  # a new connection per request
@@ -162,7 +178,7 @@ class UpstreamPool:
         self.parents = [p.rstrip("/") for p in parents]
         self.fallback = fallback.rstrip("/")
         every = [*self.parents, self.fallback] if self.fallback else self.parents
-        every = [*every, *self.peers]
+        every = [*every, *self.peers, *self.siblings]
         self.breakers = {p: self.breakers.get(p) or self._breaker() for p in every}
         for parent in every:
             if self.breakers[parent].state is BreakerState.CLOSED:
@@ -176,11 +192,29 @@ class UpstreamPool:
         self.peers = sorted({p.rstrip("/") for p in peers} - {me})
         self.reroute(self.parents, self.fallback)
 
+    def resibling(self, siblings: Sequence[str], self_url: str) -> None:
+        """The workers of this machine (``self_url`` is this one), as ``repeer``."""
+        me = self_url.rstrip("/")
+        self.sibling_url = me
+        self.siblings = sorted({p.rstrip("/") for p in siblings} - {me})
+        self.reroute(self.parents, self.fallback)
+
     def owner(self, key: str) -> str:
-        """The member that owns ``key`` (``self_url`` when it is this one)."""
+        """The machine that owns ``key`` (``self_url`` when it is this one)."""
         if not self.peers:
             return self.self_url
         return rendezvous_order([self.self_url, *self.peers], key)[0]
+
+    def sibling_owner(self, key: str) -> str:
+        """The worker of this machine that owns ``key`` (``sibling_url``: this one)."""
+        if not self.siblings:
+            return self.sibling_url
+        return rendezvous_order([self.sibling_url, *self.siblings], key)[0]
+
+    @property
+    def peered(self) -> bool:
+        """Does this node route to owners at all (a peer's request may come in)?"""
+        return bool(self.peers or self.siblings)
 
     def retune_breakers(self, breaker: Callable[[], CircuitBreaker]) -> None:
         """New breaker thresholds (a reload): new breakers are made by ``breaker``;
@@ -220,17 +254,20 @@ class UpstreamPool:
                 await session.close()
         self._session = self._fresh = None
 
-    def order(self, key: str, peers: bool = False) -> list[str]:
-        """Parents in the order a request for ``key`` tries them (``peers``: its owner
-        first when that is another member)."""
+    def order(self, key: str, hop: str = WORKER) -> list[str]:
+        """Parents in the order a request for ``key`` tries them; first, by ``hop``
+        (where the request came from), the owning machine and worker when others."""
         order = rendezvous_order(self.parents, key)
         if self.fallback:
             order.append(self.fallback)
-        if peers and self.peers:
-            owner = self.owner(key)
-            if owner != self.self_url:
-                order.insert(0, owner)
-        return order
+        if hop == WORKER:
+            return order
+        owners = []
+        if hop == CLIENT and self.peers and (owner := self.owner(key)) != self.self_url:
+            owners.append(owner)
+        if self.siblings and (owner := self.sibling_owner(key)) != self.sibling_url:
+            owners.append(owner)
+        return [*owners, *order]
 
     @contextlib.asynccontextmanager
     async def request(
@@ -243,7 +280,7 @@ class UpstreamPool:
         data: Any = None,
         fail_fast: bool = False,
         resuming: bool = False,
-        peers: bool = False,
+        hop: str = WORKER,
     ) -> AsyncIterator[UpstreamResponse]:
         """Send ``method target`` to the first parent for ``key`` that answers.
 
@@ -252,17 +289,17 @@ class UpstreamPool:
         at once (``UpstreamUnavailable``) instead of taking the last route.
         ``resuming``: this continues a body already counted as cut short, so cutting
         it again is not counted against the parent's breaker a second time.
-        ``peers``: the key's owner, when another member, is asked first (a fill; never
-        for a request a peer forwarded here)."""
+        ``hop``: where a fill came from (``hop_of``): its owners, when other members,
+        are asked first (the default, ``WORKER``: the parents only)."""
         safe = data is None and method in ("GET", "HEAD")
         last: UpstreamError | None = None
-        for parent, more, last_route in self.routes(key, fail_fast, safe, peers):
+        for parent, more, last_route in self.routes(key, fail_fast, safe, hop):
             breaker = self.breakers[parent]
             started = time.monotonic()
             sent = headers
-            if parent in self.peers:
+            if parent in self.peers or parent in self.siblings:
                 sent = CIMultiDict(headers)
-                sent[PEER_HEADER] = self.self_url
+                sent[PEER_HEADER] = MACHINE if parent in self.peers else WORKER
             try:
                 resp = await self._send(parent, method, target, sent, data)
             except asyncio.CancelledError:
@@ -310,13 +347,13 @@ class UpstreamPool:
         raise last or UpstreamUnavailable("every parent's circuit breaker is open")
 
     def routes(
-        self, key: str, fail_fast: bool, safe: bool, peers: bool = False
+        self, key: str, fail_fast: bool, safe: bool, hop: str = WORKER
     ) -> Iterator[tuple[str, bool, bool]]:
         """``(parent, more, last_route)`` to try for ``key``: parents whose breaker
         allows a request now (``more``: a safe request could move on from it); if none
         did and not ``fail_fast``, every parent again, breakers aside (the last route).
         Lazy: a breaker's half-open probe is taken only when its parent is tried."""
-        candidates = self.order(key, peers)
+        candidates = self.order(key, hop)
         tried = False
         for i, parent in enumerate(candidates):
             if self.breakers[parent].allow(self._clock()):
@@ -384,6 +421,14 @@ class UpstreamPool:
 
     def __repr__(self) -> str:
         return f"<UpstreamPool parents={self.parents} fallback={self.fallback or None}>"
+
+
+def hop_of(mark: str | None) -> str:
+    """A request's hop from its ``PEER_HEADER`` (absent: a client's; anything but
+    ``machine``: routed no further)."""
+    if mark is None:
+        return CLIENT
+    return MACHINE if mark == MACHINE else WORKER
 
 
 async def _reused(

@@ -55,6 +55,9 @@ def main(
         return service.run(lambda: supervise(settings, args, module))
     app = make_app(settings)
     node = app[NODE]
+    if (workers := handoff.siblings()) is not None:  # a worker: its machine's other workers
+        own, others = workers
+        node.upstream.resibling(others, own)
 
     def on_hup() -> None:
         node.tasks.spawn(reload(node, read), name="reload")

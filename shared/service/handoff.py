@@ -18,7 +18,9 @@ a node's own ``--workers`` supervisor, ``shared.service.workers``):
 
 - ``TIERCDN_WORKER=I``: this process is worker I of a ``--workers`` node;
 - ``TIERCDN_ALSO_LISTEN=HOST:PORT``: the worker's own address besides the shared
-  port (its peers ask it there), inherited in ``TIERCDN_LISTEN_FDS`` too.
+  port (its siblings ask it there), inherited in ``TIERCDN_LISTEN_FDS`` too;
+- ``TIERCDN_SIBLINGS=URL,URL,...``: the worker's own URL there, then the other
+  workers' (owner routing between the workers of one machine).
 
 They are read once, and ignored (with one warning) when malformed.
 """
@@ -32,6 +34,7 @@ import socket
 
 __all__ = [
     "ALSO_LISTEN_ENV",
+    "SIBLINGS_ENV",
     "LISTEN_FDS_ENV",
     "READY_FD_ENV",
     "SUPERVISOR_ENV",
@@ -40,6 +43,7 @@ __all__ = [
     "inherited",
     "listen_fds",
     "ready",
+    "siblings",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,10 @@ LISTEN_FDS_ENV = "TIERCDN_LISTEN_FDS"
 READY_FD_ENV = "TIERCDN_READY_FD"
 WORKER_ENV = "TIERCDN_WORKER"  # a worker's index: it serves, it never supervises workers
 ALSO_LISTEN_ENV = "TIERCDN_ALSO_LISTEN"  # "HOST:PORT": a worker's own address (its peers')
-SUPERVISOR_ENV = frozenset({LISTEN_FDS_ENV, READY_FD_ENV, WORKER_ENV, ALSO_LISTEN_ENV})
+SIBLINGS_ENV = "TIERCDN_SIBLINGS"  # "OWN_URL,OTHER_URL,...": the workers of this machine
+SUPERVISOR_ENV = frozenset(
+    {LISTEN_FDS_ENV, READY_FD_ENV, WORKER_ENV, ALSO_LISTEN_ENV, SIBLINGS_ENV}
+)
 
 
 def listen_fds(sockets: dict[tuple[str, int], int]) -> str:
@@ -96,6 +103,12 @@ def also_listen() -> list[tuple[str, int]]:
     if not value or not port.isdigit():
         return []
     return [(host, int(port))]
+
+
+def siblings() -> tuple[str, list[str]] | None:
+    """(this worker's URL, the other workers' URLs), from ``TIERCDN_SIBLINGS``."""
+    urls = [u for u in os.environ.get(SIBLINGS_ENV, "").split(",") if u]
+    return (urls[0], urls[1:]) if urls else None
 
 
 def ready() -> None:

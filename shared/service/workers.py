@@ -10,9 +10,11 @@ keeps them running, as nginx's master process does.
   supervisor keeps every socket open, so connections that arrive while a
   worker restarts wait in its queue instead of being reset.
 - **One owner per object.** Worker I also listens on a loopback port of its
-  own, and is told the others' as ``--peer`` (and its own as ``--peer-url``):
-  owner routing (``shared.engine.upstream``) then sends every worker's misses
-  of an object to its owner, which asks the parent once. Each worker has
+  own, and is told the others' (``TIERCDN_SIBLINGS``): owner routing
+  (``shared.engine.upstream``) then sends every worker's misses of an object
+  to its owning worker, which asks the parent once. ``--peer``/``--peers-dns``
+  machines are routed to first, by the machine's own ``--peer-url``: each
+  object has one owning machine and, there, one owning worker. Each worker has
   ``1/N`` of the byte budgets (memory and disk, ``--disk-path``/``worker-I``).
 - **Restarts.** A worker that exits is logged and started again after a
   back-off (0.5 s, doubling to 10 s; reset after 30 s up). Its share of the
@@ -132,15 +134,11 @@ class WorkerSet:
             "--port", str(self.port),
             "--admin-host", "127.0.0.1",
             "--admin-port", str(worker.admin.getsockname()[1]),
-            "--peer-url", worker.peer_url,
             "--cache-bytes", str(max(s.cache_bytes // n, 1)),
             "--disk-bytes", str(max(s.disk_bytes // n, 1)),
         ]  # fmt: skip
         if s.disk_path:
             extra += ["--disk-path", os.path.join(s.disk_path, f"worker-{worker.index}")]
-        for other in self.workers:
-            if other is not worker:
-                extra += ["--peer", other.peer_url]
         return [sys.executable, "-m", self.module, *self.argv, *extra]
 
     async def start(self, worker: Worker) -> None:
@@ -153,6 +151,8 @@ class WorkerSet:
         env[handoff.LISTEN_FDS_ENV] = handoff.listen_fds(fds)
         env[handoff.WORKER_ENV] = str(worker.index)
         env[handoff.ALSO_LISTEN_ENV] = f"127.0.0.1:{worker.peer.getsockname()[1]}"
+        others = [w.peer_url for w in self.workers if w is not worker]
+        env[handoff.SIBLINGS_ENV] = ",".join([worker.peer_url, *others])
         worker.proc = await asyncio.create_subprocess_exec(
             *self.command(worker),
             env=env,

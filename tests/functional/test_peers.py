@@ -118,3 +118,47 @@ async def test_a_peers_request_is_never_forwarded_again(pop, http):
     assert logs[1].paths[owned_by_b] == 0
     assert regional_log.paths[owned_by_b] == 1
     assert regional_log.marked == 0
+
+
+async def test_two_machines_of_two_workers_ask_the_regional_once_per_object(
+    start_node, origin_server, sample_library: Path, http
+):
+    """Machines A and B of two workers each (a machine's address is its first
+    worker's here): clients at all four nodes ask for every segment at once; each
+    segment has one owning machine and there one owning worker, so the regional sees
+    one request per segment, and a request marked by another machine is still passed
+    to the owning worker (never back to a machine)."""
+    regional_log = Recorder()
+    regional = await start_node(
+        "regional-1", url_of(origin_server), middlewares=[regional_log.middleware]
+    )
+    logs = [Recorder() for _ in range(4)]
+    nodes = [
+        await start_node(f"edge-{i}", url_of(regional), middlewares=[logs[i].middleware])
+        for i in range(4)
+    ]
+    urls = [url_of(n) for n in nodes]
+    machines = [(0, 1), (2, 3)]
+    for m, members in enumerate(machines):
+        other_machine = urls[machines[1 - m][0]]
+        for i in members:
+            pool = nodes[i].app[NODE].upstream
+            pool.repeer([other_machine], urls[members[0]])
+            pool.resibling([urls[j] for j in members if j != i], urls[i])
+    paths = sorted(f"/sample/{p.name}" for p in (sample_library / "sample").glob("*.m4s"))
+    answers = await asyncio.gather(*(get(http, u + p) for p in paths for u in urls for _ in "ab"))
+    assert all(status == 200 for status, _ in answers)
+    assert {p: regional_log.paths[p] for p in paths} == dict.fromkeys(paths, 1)
+
+    # ownership is split over all four workers
+    def owning_worker(path: str) -> str:
+        machine = 0 if nodes[0].app[NODE].upstream.owner(path) == urls[0] else 1
+        return nodes[machines[machine][0]].app[NODE].upstream.sibling_owner(path)
+
+    assert len({owning_worker(p) for p in paths}) == 4
+    # a machine-marked request at a non-owning worker goes to its sibling owner
+    path = next(p for p in paths if owning_worker(p) == urls[1])
+    nodes[0].app[NODE].purge(url=path)  # cold at worker 0 again
+    before = logs[1].paths[path]
+    status, _ = await get(http, urls[0] + path, **{PEER_HEADER: "machine"})
+    assert status == 200 and logs[1].paths[path] == before + 1
