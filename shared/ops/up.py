@@ -76,6 +76,8 @@ class UpSettings:
     admin_offset: int = option(1000, "admin port of each tier = its port + this")
     edge_cache_bytes: int = size_field("256MiB", "edge memory store budget")
     regional_cache_bytes: int = size_field("1GiB", "regional memory store budget")
+    edge_workers: str = option("1", "edge processes (a number, or auto: one per core)")
+    regional_workers: str = option("1", "regional processes (a number, or auto)")
     cache_dir: str = option("cache", "directory of the regional's disk tier (kept across restarts)")
     sample_duration: float = option(60.0, "seconds of the sample title made on first run")
     live: tuple[str, ...] = option(
@@ -89,6 +91,14 @@ class UpSettings:
     drain_timeout: float = duration_field(
         "10s", "on stop, how long each tier may finish in-flight responses before SIGKILL"
     )
+
+    def __post_init__(self) -> None:
+        for flag, value in (
+            ("--edge-workers", self.edge_workers),
+            ("--regional-workers", self.regional_workers),
+        ):
+            if value != "auto" and not (value.isdigit() and 1 <= int(value) <= 256):
+                raise ValueError(f"{flag} takes a number from 1 to 256 or auto, got {value!r}")
 
     def admin(self, port: int) -> int:
         return port + self.admin_offset
@@ -267,6 +277,9 @@ class _TierConfigs:
         if tier != "origin":
             budget = s.edge_cache_bytes if tier == "edge" else s.regional_cache_bytes
             table["cache-bytes"] = budget
+            workers = s.edge_workers if tier == "edge" else s.regional_workers
+            if workers != "1":
+                table["workers"] = workers
             if s.admin_token:
                 table["admin-token"] = s.admin_token
         if tier == "origin" and s.live:
