@@ -50,13 +50,14 @@ async def read_until(proc: asyncio.subprocess.Process, marker: str) -> str:
 
 
 async def test_up_serves_all_tiers_and_stops_on_sigint(sample_library, http, tmp_path):
-    """`tiercdn up` answers on every tier, plays the first segments and exits 0 on SIGINT."""
+    """`tiercdn up` answers on every tier, plays the first segments and exits 0 on SIGINT;
+    its edge runs as two workers (``--edge-workers 2``) on the port up holds."""
     (edge, regional, origin), offset = ports_with_admin()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "shared.ops.cli", "up", "--library", str(sample_library),
         "--edge-port", str(edge), "--regional-port", str(regional),
         "--origin-port", str(origin), "--admin-offset", str(offset),
-        "--cache-dir", str(tmp_path / "cache"),
+        "--cache-dir", str(tmp_path / "cache"), "--edge-workers", "2",
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -64,6 +65,7 @@ async def test_up_serves_all_tiers_and_stops_on_sigint(sample_library, http, tmp
             out = await read_until(proc, "Ctrl-C")
         manifest = f"http://127.0.0.1:{edge}/sample/manifest.mpd"
         assert f"play:      {manifest}" in out
+        assert f"edge-1 ready on http://127.0.0.1:{edge}/ (2 workers)" in out
         assert f"hls:       http://127.0.0.1:{edge}/sample/master.m3u8" in out
         async with http.get(manifest) as r:
             assert r.status == 200
@@ -110,7 +112,12 @@ def test_cli_help(module):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--cache-bytes", "lots"], "not a size"), (["--upstream", "ftp://x"], "http(s) URL")],
+    [
+        (["--cache-bytes", "lots"], "not a size"),
+        (["--upstream", "ftp://x"], "http(s) URL"),
+        (["--workers", "many"], "--workers takes a number from 1 to 256 or auto"),
+        (["--peer", "edge-2"], "--peer must be an http(s) URL"),
+    ],
 )
 def test_cli_node_bad_settings_clear_error(args, message):
     """A bad flag ends the node with a one-line error, no traceback."""
