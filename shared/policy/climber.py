@@ -29,6 +29,8 @@ samples. The caller counts hits and requests and, once a sample is in, calls
   steady workload instead of oscillating around its best.
 - Restart: a hit-rate change of ``restart`` or more (the workload moved) resets
   the step to full size, so the climber can travel again.
+- Lean: the caller may add evidence from outside the hit rate (``lean``: one
+  step toward 0), when it sees that recency is not paying.
 - Bounds: the position stays in [0, 1]; a step past a bound is clipped, and the
   next worse sample turns it around like any other.
 """

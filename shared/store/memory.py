@@ -37,7 +37,10 @@ Three policies, all with entries in LRU lists (``OrderedDict``, oldest first):
   earn: only while entries they let in are hit again on probation at least 1.2x
   as often as entries the sketch admitted (on a static catalog the two are alike
   and the gate closes; when new episodes drop, second chances earn about twice
-  as often). A new window size is reached a bounded number of entries per
+  as often). When neither recency bias pays in a sample (the window's hits per
+  byte below the whole store's, and the gate closed), the climber leans one
+  step toward frequency (``HillClimber.lean``): alone, it cannot tell a flat
+  landscape from a frequency-heavy one. A new window size is reached a bounded number of entries per
   lookup (``_TRANSFER``): a growing window takes main's LRU end, a shrinking
   one hands its LRU end to probation, without an admission test, and every
   limit moves with the bytes moved. Per lookup: two counter increments and
