@@ -7,7 +7,6 @@ SIGHUP reloads them the same way (``shared.service.reload``).
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -21,6 +20,7 @@ from shared.service.admin import make_admin_app
 from shared.service.connection import ConnectionLimits
 from shared.service.reload import reload
 from shared.service.settings import CacheSettings, load
+from shared.service.workers import share, supervise
 
 __all__ = ["main"]
 
@@ -43,14 +43,15 @@ def main(
     this process supervises N workers, each ``python -m module`` with the same
     arguments (``shared.service.workers``)."""
 
+    worker = handoff.worker()  # worker I of N of a --workers node: its share
+
     def read() -> S:
-        return load(settings_class, argv, prog=prog, description=description, **defaults)
+        s = load(settings_class, argv, prog=prog, description=description, **defaults)
+        return s if worker is None else share(s, *worker)
 
     settings = read()
     service.configure_logging(settings.log_level, settings.log_json, settings.access_log_file)
-    if module and settings.worker_count() > 1 and handoff.WORKER_ENV not in os.environ:
-        from shared.service.workers import supervise
-
+    if module and settings.worker_count() > 1 and worker is None:
         args = list(sys.argv[1:] if argv is None else argv)
         return service.run(lambda: supervise(settings, args, module))
     app = make_app(settings)

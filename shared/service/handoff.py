@@ -16,7 +16,7 @@ a node's own ``--workers`` supervisor, ``shared.service.workers``):
 - ``TIERCDN_READY_FD=FD``: the write end of a pipe; ``ready()`` writes
   ``ready\\n`` to it and closes it once every listener accepts.
 
-- ``TIERCDN_WORKER=I``: this process is worker I of a ``--workers`` node;
+- ``TIERCDN_WORKER=I/N``: this process is worker I of N of a ``--workers`` node;
 - ``TIERCDN_ALSO_LISTEN=HOST:PORT``: the worker's own address besides the shared
   port (its siblings ask it there), inherited in ``TIERCDN_LISTEN_FDS`` too;
 - ``TIERCDN_SIBLINGS=URL,URL,...``: the worker's own URL there, then the other
@@ -44,13 +44,14 @@ __all__ = [
     "listen_fds",
     "ready",
     "siblings",
+    "worker",
 ]
 
 log = logging.getLogger(__name__)
 
 LISTEN_FDS_ENV = "TIERCDN_LISTEN_FDS"
 READY_FD_ENV = "TIERCDN_READY_FD"
-WORKER_ENV = "TIERCDN_WORKER"  # a worker's index: it serves, it never supervises workers
+WORKER_ENV = "TIERCDN_WORKER"  # "I/N": worker I of N; it serves, it never supervises
 ALSO_LISTEN_ENV = "TIERCDN_ALSO_LISTEN"  # "HOST:PORT": a worker's own address (its peers')
 SIBLINGS_ENV = "TIERCDN_SIBLINGS"  # "OWN_URL,OTHER_URL,...": the workers of this machine
 SUPERVISOR_ENV = frozenset(
@@ -103,6 +104,14 @@ def also_listen() -> list[tuple[str, int]]:
     if not value or not port.isdigit():
         return []
     return [(host, int(port))]
+
+
+def worker() -> tuple[int, int] | None:
+    """(I, N) when this process is worker I of N (``TIERCDN_WORKER``), else None."""
+    index, _, count = os.environ.get(WORKER_ENV, "").partition("/")
+    if not index.isdigit() or not count.isdigit() or int(index) >= int(count):
+        return None
+    return int(index), int(count)
 
 
 def siblings() -> tuple[str, list[str]] | None:

@@ -12,10 +12,11 @@ keeps them running, as nginx's master process does.
 - **One owner per object.** Worker I also listens on a loopback port of its
   own, and is told the others' (``TIERCDN_SIBLINGS``): owner routing
   (``shared.engine.upstream``) then sends every worker's misses of an object
-  to its owning worker, which asks the parent once. ``--peer``/``--peers-dns``
+  to its owning worker, which asks the parent once. Each worker takes ``1/N``
+  of the byte budgets itself (``share``, at start and on every reload) and its
+  own disk folder, ``--disk-path``/``worker-I``. ``--peer``/``--peers-dns``
   machines are routed to first, by the machine's own ``--peer-url``: each
-  object has one owning machine and, there, one owning worker. Each worker has
-  ``1/N`` of the byte budgets (memory and disk, ``--disk-path``/``worker-I``).
+  object has one owning machine and, there, one owning worker.
 - **Restarts.** A worker that exits is logged and started again after a
   back-off (0.5 s, doubling to 10 s; reset after 30 s up). Its share of the
   objects goes to the parent directly meanwhile (a refused owner is skipped).
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -41,7 +43,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -55,7 +57,7 @@ from shared.service.admin import FROM_CACHE, LOOKUPS
 from shared.service.run import open_listeners
 from shared.service.settings import CacheSettings
 
-__all__ = ["WorkerSet", "supervise"]
+__all__ = ["WorkerSet", "share", "supervise"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,21 @@ _STEADY = 30.0  # seconds up after which a worker's back-off starts over
 _READY_SECONDS = 60.0  # every worker must answer its /healthz within this
 _STOP_SECONDS = 35.0  # a worker draining longer than this is killed
 _ADMIN_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+S = TypeVar("S", bound=CacheSettings)
+
+
+def share(settings: S, index: int, count: int) -> S:
+    """Worker ``index`` of ``count``'s settings: named ``NAME.wI``, with 1/count of the
+    byte budgets and a disk folder of its own (``--disk-path``/``worker-I``)."""
+    return dataclasses.replace(
+        settings,
+        name=f"{settings.name}.w{index}",
+        cache_bytes=max(settings.cache_bytes // count, 1),
+        disk_bytes=max(settings.disk_bytes // count, 1),
+        disk_path=os.path.join(settings.disk_path, f"worker-{index}") if settings.disk_path else "",
+    )
 
 
 def _listening(host: str, port: int, *, reuse_port: bool) -> socket.socket:
@@ -126,19 +143,14 @@ class WorkerSet:
         self.stopping = False
 
     def command(self, worker: Worker) -> list[str]:
-        """The worker's command line: the node's own, with its share and its addresses."""
-        s, n = self.settings, len(self.workers)
+        """The worker's command line: the node's own, with its addresses (its share of
+        the budgets and its name it takes itself, ``share``, reloads included)."""
         extra = [
             "--workers", "1",
-            "--name", f"{s.name}.w{worker.index}",
             "--port", str(self.port),
             "--admin-host", "127.0.0.1",
             "--admin-port", str(worker.admin.getsockname()[1]),
-            "--cache-bytes", str(max(s.cache_bytes // n, 1)),
-            "--disk-bytes", str(max(s.disk_bytes // n, 1)),
         ]  # fmt: skip
-        if s.disk_path:
-            extra += ["--disk-path", os.path.join(s.disk_path, f"worker-{worker.index}")]
         return [sys.executable, "-m", self.module, *self.argv, *extra]
 
     async def start(self, worker: Worker) -> None:
@@ -149,7 +161,7 @@ class WorkerSet:
         }
         env = {k: v for k, v in os.environ.items() if k not in handoff.SUPERVISOR_ENV}
         env[handoff.LISTEN_FDS_ENV] = handoff.listen_fds(fds)
-        env[handoff.WORKER_ENV] = str(worker.index)
+        env[handoff.WORKER_ENV] = f"{worker.index}/{len(self.workers)}"
         env[handoff.ALSO_LISTEN_ENV] = f"127.0.0.1:{worker.peer.getsockname()[1]}"
         others = [w.peer_url for w in self.workers if w is not worker]
         env[handoff.SIBLINGS_ENV] = ",".join([worker.peer_url, *others])

@@ -51,7 +51,8 @@ def gone(pid: int) -> bool:
 def worker_index(pid: int) -> str:
     """A worker's index, from its environment (``TIERCDN_WORKER``)."""
     env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return next(e.split(b"=", 1)[1].decode() for e in env if e.startswith(b"TIERCDN_WORKER="))
+    value = next(e.split(b"=", 1)[1].decode() for e in env if e.startswith(b"TIERCDN_WORKER="))
+    return value.split("/")[0]  # I/N
 
 
 class Recorder:
@@ -120,6 +121,7 @@ async def test_a_storm_on_two_workers_reaches_the_regional_once_per_object(pop, 
         stats = await r.json()
     assert stats["workers_up"] == 2
     assert [w["name"] for w in stats["workers"]] == ["edge-1.w0", "edge-1.w1"]
+    assert [w["capacity_bytes"] for w in stats["workers"]] == [128 * 2**20] * 2  # 256MiB / 2
     served = [sum(w["requests"].values()) for w in stats["workers"]]
     assert all(n > 0 for n in served), served  # both took clients
     assert sum(stats["requests"].values()) >= 480  # plus the owners' peer requests
