@@ -76,6 +76,7 @@ log = logging.getLogger(__name__)
 
 PEER_HEADER = "Tiercdn-Peer"  # on a fill forwarded to its owner: the level it was sent at
 CLIENT, MACHINE, WORKER = "client", "machine", "worker"  # a fill's hop: where it came from
+_PEER_CONNECT = 0.5  # seconds: the longest connect to a peer (a vanished pod's address)
 # Answers that count against a parent and move a safe request on to the next one.
 _FAILOVER_STATUSES = frozenset({502, 503, 504})
 # How a pooled connection the parent closed while idle fails, before any response byte.
@@ -155,6 +156,10 @@ class UpstreamPool:
         self.fallback = fallback.rstrip("/")
         # sock_read stays off: read timeouts are ours (see the module docstring)
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
+        # an owner in this PoP answers a connect within a LAN round trip, or is gone
+        self._peer_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=min(connect_timeout, _PEER_CONNECT)
+        )
         self._read_timeout = read_timeout
         self._idle_timeout = idle_timeout
         self._connections = connections
@@ -167,6 +172,7 @@ class UpstreamPool:
         self.self_url = ""  # this machine, as its peers name it
         self.siblings: list[str] = []  # the other workers of this machine
         self.sibling_url = ""  # this worker, as its siblings name it
+        self._members: frozenset[str] = frozenset()  # peers and siblings
         self.reroute(parents, fallback)
         self._session: aiohttp.ClientSession | None = None  # pooled keep-alive connections
         self._fresh: aiohttp.ClientSession | None = None  # a new connection per request
@@ -178,7 +184,8 @@ class UpstreamPool:
         self.parents = [p.rstrip("/") for p in parents]
         self.fallback = fallback.rstrip("/")
         every = [*self.parents, self.fallback] if self.fallback else self.parents
-        every = [*every, *self.peers, *self.siblings]
+        self._members = frozenset([*self.peers, *self.siblings])
+        every = [*every, *self._members]
         self.breakers = {p: self.breakers.get(p) or self._breaker() for p in every}
         for parent in every:
             if self.breakers[parent].state is BreakerState.CLOSED:
@@ -297,7 +304,7 @@ class UpstreamPool:
             breaker = self.breakers[parent]
             started = time.monotonic()
             sent = headers
-            if parent in self.peers or parent in self.siblings:
+            if parent in self._members:
                 sent = CIMultiDict(headers)
                 sent[PEER_HEADER] = MACHINE if parent in self.peers else WORKER
             try:
@@ -385,6 +392,7 @@ class UpstreamPool:
                     data=data,
                     allow_redirects=False,
                     trace_request_ctx=attempt,
+                    timeout=self._peer_timeout if parent in self._members else self._timeout,
                 )
         except _DEAD_CONNECTION as exc:
             if not attempt.reused or data is not None:

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -51,9 +55,16 @@ async def pop(start_node, origin_server, sample_library: Path):
     urls = [url_of(e) for e in edges]
     for edge, me, other in zip(edges, urls, reversed(urls), strict=True):
         edge.app[NODE].upstream.repeer([other], me)
-    paths = sorted(f"/sample/{p.name}" for p in (sample_library / "sample").glob("*.m4s"))
-    assert len(paths) >= 8
+    paths = every_file(sample_library)
     return edges, logs, regional_log, paths
+
+
+def every_file(library: Path) -> list[str]:
+    """The sample's paths (manifests, playlists, inits, segments): enough that each of
+    two or four owners owns some, whatever ports the test got (2**-17 that one owns none)."""
+    paths = sorted(f"/sample/{p.name}" for p in (library / "sample").iterdir())
+    assert len(paths) >= 16
+    return paths
 
 
 async def get(http: aiohttp.ClientSession, url: str, **headers: str) -> tuple[int, str]:
@@ -145,20 +156,60 @@ async def test_two_machines_of_two_workers_ask_the_regional_once_per_object(
             pool = nodes[i].app[NODE].upstream
             pool.repeer([other_machine], urls[members[0]])
             pool.resibling([urls[j] for j in members if j != i], urls[i])
-    paths = sorted(f"/sample/{p.name}" for p in (sample_library / "sample").glob("*.m4s"))
+    paths = every_file(sample_library)
     answers = await asyncio.gather(*(get(http, u + p) for p in paths for u in urls for _ in "ab"))
     assert all(status == 200 for status, _ in answers)
     assert {p: regional_log.paths[p] for p in paths} == dict.fromkeys(paths, 1)
 
-    # ownership is split over all four workers
+    # keys are owned by all four workers
     def owning_worker(path: str) -> str:
         machine = 0 if nodes[0].app[NODE].upstream.owner(path) == urls[0] else 1
         return nodes[machines[machine][0]].app[NODE].upstream.sibling_owner(path)
 
-    assert len({owning_worker(p) for p in paths}) == 4
+    assert len({owning_worker(f"/sample/{i}.m4s") for i in range(400)}) == 4
     # a machine-marked request at a non-owning worker goes to its sibling owner
-    path = next(p for p in paths if owning_worker(p) == urls[1])
+    path = next(p for p in paths if nodes[0].app[NODE].upstream.sibling_owner(p) == urls[1])
     nodes[0].app[NODE].purge(url=path)  # cold at worker 0 again
     before = logs[1].paths[path]
     status, _ = await get(http, urls[0] + path, **{PEER_HEADER: "machine"})
     assert status == 200 and logs[1].paths[path] == before + 1
+
+
+@contextlib.contextmanager
+def unresponsive_peer() -> Iterator[str]:
+    """A loopback address whose connects never complete: a listener that accepts nothing,
+    its queue filled, so the kernel drops further SYNs (a vanished pod's address)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(server.getsockname())
+        fillers.append(filler)
+    try:
+        yield url
+    finally:
+        for sock in [*fillers, server]:
+            sock.close()
+
+
+async def test_an_owner_that_never_answers_a_connect_is_skipped_in_half_a_second(
+    start_node, origin_server, sample_library: Path, http
+):
+    """Objects owned by a peer whose connects hang are served from the regional after
+    the peer connect timeout (0.5 s), well within the node's own connect timeout (2 s)."""
+    regional = await start_node("regional-1", url_of(origin_server))
+    edge = await start_node("edge-0", url_of(regional))
+    with unresponsive_peer() as dead:
+        pool = edge.app[NODE].upstream
+        pool.repeer([dead], url_of(edge))
+        owned = next(p for p in every_file(sample_library) if pool.owner(p) == dead)
+        started = time.monotonic()
+        status, cache_status = await get(http, url_of(edge) + owned)
+        waited = time.monotonic() - started
+    assert status == 200 and "regional-1" in cache_status
+    assert 0.4 < waited < 1.9, waited  # the peer's connect timeout, not the parent's
