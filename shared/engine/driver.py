@@ -24,6 +24,7 @@ from functools import partial
 from typing import TYPE_CHECKING, assert_never
 
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from shared.dash import is_manifest
 from shared.engine.decide import (
@@ -59,8 +60,6 @@ from shared.service.accesslog import UPSTREAM
 from shared.store import CachedObject
 
 if TYPE_CHECKING:
-    from multidict import CIMultiDictProxy
-
     from shared.engine.node import Node
 
 __all__ = ["STARTED", "Driver"]
@@ -103,8 +102,14 @@ class Driver:
             return await self._forward(request)
         url = _target(request)
         req_h = request.headers
-        # a peer's fill of an object this node owns: its client was counted there
-        if not (self.fetcher.upstream.peered and PEER_HEADER in req_h):
+        from_peer = False
+        if PEER_HEADER in req_h and self.fetcher.upstream.peered:
+            if request.remote in self.fetcher.upstream.member_hosts:
+                from_peer = True  # a peer's fill of an object this node owns
+            else:  # a client's own mark is not trusted: it is dropped here
+                request = request.clone(headers=_without(req_h, PEER_HEADER))
+                req_h = request.headers
+        if not from_peer:  # (a peer's client was counted there)
             if is_manifest(url):
                 self.node.count_title(url)
             for hook in self.node.on_request:  # a tier's policy (the edge's prefetch)
@@ -381,3 +386,10 @@ def _same_variant(head: FillHead, req_h: CIMultiDictProxy[str]) -> bool:
     if names is None:
         return False
     return not names or vary_key(names, head.request_headers) == vary_key(names, req_h)
+
+
+def _without(headers: CIMultiDictProxy[str], name: str) -> CIMultiDict[str]:
+    """``headers`` without the field ``name``."""
+    kept = CIMultiDict(headers)
+    kept.popall(name, None)
+    return kept

@@ -173,6 +173,7 @@ class UpstreamPool:
         self.siblings: list[str] = []  # the other workers of this machine
         self.sibling_url = ""  # this worker, as its siblings name it
         self._members: frozenset[str] = frozenset()  # peers and siblings
+        self.member_hosts: frozenset[str] = frozenset()  # their addresses: whose mark counts
         self.reroute(parents, fallback)
         self._session: aiohttp.ClientSession | None = None  # pooled keep-alive connections
         self._fresh: aiohttp.ClientSession | None = None  # a new connection per request
@@ -185,6 +186,7 @@ class UpstreamPool:
         self.fallback = fallback.rstrip("/")
         every = [*self.parents, self.fallback] if self.fallback else self.parents
         self._members = frozenset([*self.peers, *self.siblings])
+        self.member_hosts = frozenset(str(URL(m).host) for m in self._members)
         every = [*every, *self._members]
         self.breakers = {p: self.breakers.get(p) or self._breaker() for p in every}
         for parent in every:

@@ -22,8 +22,9 @@ import pytest
 from aiohttp import web
 
 from shared.engine.node import NODE
+from shared.engine.node import make_app as make_node_app
 from shared.engine.upstream import PEER_HEADER
-from tests.helpers import url_of
+from tests.helpers import node_settings, url_of
 
 
 class Recorder:
@@ -213,3 +214,28 @@ async def test_an_owner_that_never_answers_a_connect_is_skipped_in_half_a_second
         waited = time.monotonic() - started
     assert status == 200 and "regional-1" in cache_status
     assert 0.4 < waited < 1.9, waited  # the peer's connect timeout, not the parent's
+
+
+async def test_a_clients_own_peer_mark_is_dropped(
+    aiohttp_server, start_node, origin_server, sample_library: Path, http
+):
+    """Only a member's address may mark a request as a peer's: A's peer B listens on
+    127.0.0.2, so a client on 127.0.0.1 sending ``Tiercdn-Peer`` is routed as any
+    client (to B, the owner) and its mark never leaves A, while B trusts A's mark."""
+    regional_log = Recorder()
+    regional = await start_node(
+        "regional-1", url_of(origin_server), middlewares=[regional_log.middleware]
+    )
+    b_log = Recorder()
+    b_app = make_node_app(node_settings("edge-b", url_of(regional)))
+    b_app.middlewares.append(b_log.middleware)
+    b = await aiohttp_server(b_app, host="127.0.0.2")
+    a = await start_node("edge-a", url_of(regional))
+    a.app[NODE].upstream.repeer([url_of(b)], url_of(a))
+    b.app[NODE].upstream.repeer([url_of(a)], url_of(b))
+    pool = a.app[NODE].upstream
+    owned_by_b = next(p for p in every_file(sample_library) if pool.owner(p) == url_of(b))
+    status, _ = await get(http, url_of(a) + owned_by_b, **{PEER_HEADER: "worker"})
+    assert status == 200
+    assert b_log.paths[owned_by_b] == 1  # routed to the owner all the same
+    assert regional_log.paths[owned_by_b] == 1 and regional_log.marked == 0
