@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import shlex
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -303,6 +304,25 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+# --- command lines (compose, Kubernetes) -------------------------------------------
+
+
+def shell_commands(argv: Sequence[str]) -> list[list[str]]:
+    """``argv``, or the simple commands of its ``sh -c SCRIPT`` (split at ``;``, ``||``,
+    ``&&`` and ``|``), each as written (an ``exec`` kept)."""
+    if list(argv[:2]) != ["sh", "-c"]:
+        return [list(argv)]
+    lexer = shlex.shlex(argv[2], posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    for token in lexer:
+        if token in (";", "||", "&&", "|"):
+            commands.append([])
+        else:
+            commands[-1].append(token)
+    return [c for c in commands if c]
 
 
 # --- real node processes ----------------------------------------------------------

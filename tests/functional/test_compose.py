@@ -57,7 +57,7 @@ from regional.settings import RegionalSettings
 from shared.engine.outcome import Outcome
 from shared.service.admin import make_admin_app
 from shared.service.settings import ServiceSettings, from_namespace, load
-from tests.helpers import url_of
+from tests.helpers import shell_commands, url_of
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -112,15 +112,7 @@ def split_command(command: str | list[str]) -> list[list[str]]:
     argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
     if argv[:2] != ["sh", "-c"]:
         return [argv]
-    lexer = shlex.shlex(argv[2], posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    simple: list[list[str]] = [[]]
-    for token in lexer:
-        if token in (";", "||", "&&", "|"):
-            simple.append([])
-        else:
-            simple[-1].append(token)
-    return [c for c in simple if c and c[c[0] == "exec" :][0].startswith("tiercdn")]
+    return [c for c in shell_commands(argv) if c[c[0] == "exec" :][0].startswith("tiercdn")]
 
 
 def main_command(service: str) -> list[str]:

@@ -46,6 +46,7 @@ from edge.settings import EdgeSettings
 from origin.settings import OriginSettings
 from regional.settings import RegionalSettings
 from shared.service.settings import CacheSettings, env_name, from_namespace, load, read_config
+from tests.helpers import shell_commands
 from tests.kube import KustomizeError, config_map_hash, objects_of, quantity, render
 
 Obj = dict[str, Any]
@@ -93,17 +94,7 @@ def expand(text: str, env: dict[str, str]) -> str:
 
 def simple_commands(argv: list[str]) -> list[list[str]]:
     """``argv``, or the simple commands of its ``sh -c SCRIPT`` (split at ; || && |)."""
-    if argv[:2] != ["sh", "-c"]:
-        return [argv]
-    lexer = shlex.shlex(argv[2], posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    commands: list[list[str]] = [[]]
-    for token in lexer:
-        if token in (";", "||", "&&", "|"):
-            commands.append([])
-        else:
-            commands[-1].append(token)
-    return [c[1:] if c[0] == "exec" else c for c in commands if c]
+    return [c[1:] if c[0] == "exec" else c for c in shell_commands(argv)]
 
 
 def module_of(program: str) -> str:
