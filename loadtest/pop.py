@@ -295,16 +295,16 @@ def _per_1k(res: LoadResult) -> float | None:
 
 
 def measure(
-    targets: dict[str, Target], run: Runner, rounds: int
+    targets: dict[str, Target], run: Runner, rounds: int, labels: Sequence[str]
 ) -> dict[str, dict[str, list[LoadResult]]]:
-    """``rounds`` rounds: every object on every target, the order reversed every other
-    round; object label -> target -> its runs."""
+    """``rounds`` rounds: every object (``labels``) on every target, the order reversed
+    every other round; object label -> target -> its runs."""
     results: dict[str, dict[str, list[LoadResult]]] = {
-        label: {name: [] for name in targets} for label in OBJECTS
+        label: {name: [] for name in targets} for label in labels
     }
     for r in range(rounds):
         order = list(targets) if r % 2 == 0 else list(reversed(targets))
-        for label in OBJECTS:
+        for label in labels:
             for name in order:
                 res = _once(targets[name], run, label)
                 results[label][name].append(res)
@@ -395,7 +395,7 @@ def hit_path(
     origin: Server, logs: Path, ns: argparse.Namespace, run: Runner, nginx: str | None
 ) -> dict[str, Any]:
     """Part 1: warm, measure, check that nothing reached the regional meanwhile."""
-    paths = [f"/{TITLE}/{file}" for file, _ in OBJECTS.values()]
+    paths = [f"/{TITLE}/{OBJECTS[label][0]}" for label in ns.objects]
     with contextlib.ExitStack() as stack:
         regional, access = start_regional("regional-hit", origin.url, logs)
         stack.callback(_stop, regional)
@@ -429,7 +429,7 @@ def hit_path(
             print(f"  not warm on every worker (measured anyway): {', '.join(cold)}", flush=True)
         before_regional = regional_requests(access, paths)
         before = {n: outcomes(t.admin_url) for n, t in targets.items() if t.admin_url}
-        results = measure(targets, run, ns.rounds)
+        results = measure(targets, run, ns.rounds, ns.objects)
         after = {n: outcomes(t.admin_url) for n, t in targets.items() if t.admin_url}
         after_regional = regional_requests(access, paths)
         servers = {n: {"url": t.url, "processes": len(t.pids())} for n, t in targets.items()}
@@ -783,6 +783,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument("--max-requests", type=int, default=5_000_000, help="python tool cap per run")
     p.add_argument("--no-nginx", action="store_true", help="skip nginx even if installed")
+    p.add_argument(
+        "--objects", default=",".join(OBJECTS), help=f"hit path objects, of {','.join(OBJECTS)}"
+    )
     p.add_argument("--storm-clients", type=int, default=1000, help="connections per storm")
     p.add_argument("--storm-objects", type=int, default=5, help="cold objects, one storm each")
     p.add_argument("--storm-bytes", type=int, default=STORM_BYTES, help="each one's size")
@@ -810,6 +813,9 @@ def _options(argv: Sequence[str] | None) -> argparse.Namespace:
         ns.storm_clients, ns.storm_objects = min(ns.storm_clients, 100), min(ns.storm_objects, 2)
         ns.zipf_requests, ns.zipf_objects = min(ns.zipf_requests, 1000), min(ns.zipf_objects, 500)
         ns.zipf_max_seconds = min(ns.zipf_max_seconds, 30.0)
+    ns.objects = [x for x in ns.objects.split(",") if x]
+    if not ns.objects or any(x not in OBJECTS for x in ns.objects):
+        raise SystemExit(f"error: --objects takes {','.join(OBJECTS)}")
     ns.parts = [x for x in ns.parts.split(",") if x]
     if not ns.parts or any(x not in PARTS for x in ns.parts):
         raise SystemExit(f"error: --parts takes {','.join(PARTS)}")

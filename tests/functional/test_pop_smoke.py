@@ -21,7 +21,16 @@ import pytest
 def test_pop_quick_run_reports_every_part(tmp_path: Path) -> None:
     report = tmp_path / "pop.json"
     done = subprocess.run(
-        [sys.executable, "-m", "loadtest.pop", "--quick", "--json", str(report)],
+        [
+            sys.executable,
+            "-m",
+            "loadtest.pop",
+            "--quick",
+            "--objects",
+            "1KiB",
+            "--json",
+            str(report),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -33,7 +42,7 @@ def test_pop_quick_run_reports_every_part(tmp_path: Path) -> None:
     assert summary["tool"] in ("wrk", "python")
 
     hits = summary["hitpath"]
-    assert [row["object"] for row in hits["rows"]] == ["1KiB", "100KiB", "1MiB"]
+    assert [row["object"] for row in hits["rows"]] == ["1KiB"]  # --objects
     for row in hits["rows"]:
         for name in ("tiercdn-2w", "tiercdn-1w"):
             assert row[name]["rps_median"] > 0, (name, row)
