@@ -401,7 +401,11 @@ async def supervise(settings: CacheSettings, argv: Sequence[str], module: str) -
         keepers: list[asyncio.Task[None]] = []
         listeners = []
         try:
-            await workers.wait_ready(http)
+            try:
+                await workers.wait_ready(http)
+            except RuntimeError as exc:  # its own error is on stderr above this line
+                print(f"error: {exc}; nothing started", file=sys.stderr, flush=True)
+                raise SystemExit(1) from None
             keepers = [spawn(workers.keep(w), name=f"worker-{w.index}") for w in workers.workers]
             if settings.admin_port:
                 listeners = await open_listeners(
