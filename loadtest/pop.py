@@ -33,6 +33,12 @@ and regionals that log every request they get (``--access-log-file``):
    object after its first) and the PoP hit ratio (1 − regional requests /
    client requests).
 
+4. The owner hop: two edges as peers (A, B) and one without (C) over a fresh
+   regional holding every object: time to last byte of a local hit, of a miss
+   the owner answers from its cache, of a miss the owner must fetch, and of a
+   miss going straight to the regional (A's own objects; C), ``--hop-samples``
+   objects per case, one request at a time.
+
 Invariants:
 
 - Nothing is pinned: the servers (and their workers) and the load tool share
@@ -86,6 +92,7 @@ from loadtest.topology import HOST, TopologyError, free_ports, stats
 from loadtest.usage import cpu_seconds
 from loadtest.zipf import TITLE as ZIPF_TITLE
 from loadtest.zipf import make_catalog, make_trace, path_of, write_library
+from shared.policy.hashing import rendezvous_order
 from shared.service.limits import raise_fd_limit
 
 __all__ = ["main", "nginx_pop_config", "pop_ratio", "tree_pids"]
@@ -747,6 +754,82 @@ def print_zipf(part: dict[str, Any]) -> None:
 # -- the run ---------------------------------------------------------------------------------
 
 
+# -- 4. the owner hop ---------------------------------------------------------------
+
+HOP_CASES = (
+    ("local hit", "a second request at A for an object B owns: A kept a copy"),
+    ("miss at A, owner B has it", "A asks B, B answers from its cache"),
+    ("miss at A, owner B fetches", "A asks B, B asks the regional (a hit there)"),
+    ("miss at A, A owns it", "A asks the regional (a hit there)"),
+    ("miss at C, no peers", "an edge without peers asks the regional (a hit there)"),
+)
+
+
+async def _hop_samples(urls: dict[str, str], regional: str, paths: list[str], n: int) -> Any:
+    """Time-to-last-byte (ms) of each ``HOP_CASES`` case, ``n`` times, one request at a
+    time; every object used once per case, all warm at the regional first."""
+    owner = {p: rendezvous_order([urls["a"], urls["b"]], p)[0] for p in paths}
+    by_b = [p for p in paths if owner[p] == urls["b"]]
+    by_a = [p for p in paths if owner[p] == urls["a"]]
+    if min(len(by_b), len(by_a)) < 3 * n:
+        raise RuntimeError(f"hop: {len(paths)} objects are too few for {n} samples")
+    samples: dict[str, list[float]] = {case: [] for case, _ in HOP_CASES}
+    async with aiohttp.ClientSession() as http:
+
+        async def timed(url: str) -> float:
+            started = time.perf_counter()
+            async with http.get(url) as r:
+                await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"hop: {url} answered {r.status}")
+            return (time.perf_counter() - started) * 1e3
+
+        for p in by_b[: 2 * n] + by_a[n : 2 * n] + by_b[2 * n : 3 * n]:
+            await timed(regional + p)  # warm: every miss below is a hit at the regional
+        for i in range(n):
+            held, cold_b, cold_a, cold_c = by_b[i], by_b[n + i], by_a[n + i], by_b[2 * n + i]
+            await timed(urls["b"] + held)  # the owner has it
+            samples["miss at A, owner B has it"].append(await timed(urls["a"] + held))
+            samples["local hit"].append(await timed(urls["a"] + held))
+            samples["miss at A, owner B fetches"].append(await timed(urls["a"] + cold_b))
+            samples["miss at A, A owns it"].append(await timed(urls["a"] + cold_a))
+            samples["miss at C, no peers"].append(await timed(urls["c"] + cold_c))
+    return samples
+
+
+def owner_hop(origin: Server, logs: Path, ns: argparse.Namespace) -> dict[str, Any]:
+    """Part 4: what the owner hop costs, two edges as peers (A, B) and one without (C)."""
+    with contextlib.ExitStack() as stack:
+        regional, _ = start_regional("regional-hop", origin.url, logs)
+        stack.callback(_stop, regional)
+        free = free_ports(6)
+        ports = {name: (free[2 * i], free[2 * i + 1]) for i, name in enumerate("abc")}
+        urls = {name: f"http://{HOST}:{port}" for name, (port, _) in ports.items()}
+        for name in "abc":
+            args = ["--workers", "1", "--prefetch", "0"]
+            if name != "c":
+                other = urls["b" if name == "a" else "a"]
+                args += ["--peer", other, "--peer-url", urls[name]]
+            edge = start_edge(f"hop-{name}", regional.url, logs, *args, ports=ports[name])
+            stack.callback(_stop, edge)
+        paths = [path_of(i) for i in range(ns.zipf_objects)]
+        samples = run_loop(_hop_samples(urls, regional.url, paths, ns.hop_samples))
+    rows = []
+    for case, what in HOP_CASES:
+        xs = sorted(samples[case])
+        p90 = xs[min(len(xs) - 1, int(len(xs) * 0.9))]
+        rows.append({"case": case, "what": what, "p50_ms": round(statistics.median(xs), 2),
+                     "p90_ms": round(p90, 2), "samples": len(xs)})  # fmt: skip
+    return {"samples": ns.hop_samples, "rows": rows}
+
+
+def print_hop(part: dict[str, Any]) -> None:
+    print(f"\n4. the owner hop: time to last byte, {part['samples']} objects per case")
+    print(f"{'case':<28}{'p50 ms':>8}{'p90 ms':>8}  what")
+    for row in part["rows"]:
+        print(f"{row['case']:<28}{row['p50_ms']:>8.2f}{row['p90_ms']:>8.2f}  {row['what']}")
+
+
 def _tool(choice: str) -> str:
     if choice == "auto":
         return "wrk" if shutil.which("wrk") else "python"
@@ -766,7 +849,7 @@ def _tool_label(tool: str, ns: argparse.Namespace) -> str:
     )
 
 
-PARTS = ("hitpath", "storm", "zipf")
+PARTS = ("hitpath", "storm", "zipf", "hop")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -796,6 +879,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--zipf-concurrency", type=int, default=20, help="clients in flight (20)")
     p.add_argument("--zipf-budget", type=float, default=0.05, help="edge cache, of catalog bytes")
     p.add_argument("--zipf-max-seconds", type=float, default=120.0, help="cap per replay")
+    p.add_argument("--hop-samples", type=int, default=200, help="objects per owner-hop case")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -813,6 +897,9 @@ def _options(argv: Sequence[str] | None) -> argparse.Namespace:
         ns.storm_clients, ns.storm_objects = min(ns.storm_clients, 100), min(ns.storm_objects, 2)
         ns.zipf_requests, ns.zipf_objects = min(ns.zipf_requests, 1000), min(ns.zipf_objects, 500)
         ns.zipf_max_seconds = min(ns.zipf_max_seconds, 30.0)
+        ns.hop_samples = min(ns.hop_samples, 20)
+    if ns.hop_samples < 1:
+        raise SystemExit("error: --hop-samples must be at least 1")
     ns.objects = [x for x in ns.objects.split(",") if x]
     if not ns.objects or any(x not in OBJECTS for x in ns.objects):
         raise SystemExit(f"error: --objects takes {','.join(OBJECTS)}")
@@ -859,6 +946,14 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"independent (x{_f(part['regional_ratio_peers_independent'], '.2f')}); PoP hit "
             f"ratio {_f(peers['pop_hit_ratio'], '.3f')} vs {_f(alone['pop_hit_ratio'], '.3f')}"
         )
+    part = summary.get("hop")
+    if part:
+        p50 = {row["case"]: row["p50_ms"] for row in part["rows"]}
+        print(
+            f"  owner hop p50: miss served by the owner's cache {p50['miss at A, owner B has it']}"
+            f" ms, by the owner's fetch {p50['miss at A, owner B fetches']} ms, straight to the"
+            f" regional {p50['miss at A, A owns it']} ms; local hit {p50['local hit']} ms"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -902,6 +997,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print("\n3. two edges as peers, Zipf replay", flush=True)
                     summary["zipf"] = zipf_pop(origin, logs, ns, catalog)
                     print_zipf(summary["zipf"])
+                if "hop" in ns.parts:
+                    summary["hop"] = owner_hop(origin, logs, ns)
+                    print_hop(summary["hop"])
             finally:
                 _stop(origin)
     except (TopologyError, RuntimeError, OSError, subprocess.SubprocessError) as exc:

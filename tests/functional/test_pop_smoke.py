@@ -1,9 +1,9 @@
-"""Smoke test of the PoP benchmark (``loadtest.pop --quick``): all three parts end to end.
+"""Smoke test of the PoP benchmark (``loadtest.pop --quick``): all four parts end to end.
 
 The hit path has tiercdn figures (nginx's only when an nginx binary is found,
 wrk or the Python fallback as installed), every storm reaches the regional
-once per object, and two edges as peers send the regional no more than two
-independent edges do.
+once per object, two edges as peers send the regional no more than two
+independent edges do, and the owner hop is timed in every case.
 """
 
 from __future__ import annotations
@@ -69,3 +69,7 @@ def test_pop_quick_run_reports_every_part(tmp_path: Path) -> None:
         assert row["regional_requests"] >= row["distinct_objects_asked"]  # each cold once
     assert peers["regional_requests"] <= alone["regional_requests"]
     assert peers["peer_requests"] > 0 and alone["peer_requests"] == 0
+
+    hop = {row["case"]: row for row in summary["hop"]["rows"]}
+    assert len(hop) == 5 and all(row["samples"] == 20 for row in hop.values())
+    assert all(0 < row["p50_ms"] <= row["p90_ms"] for row in hop.values())
