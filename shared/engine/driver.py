@@ -103,8 +103,9 @@ class Driver:
         url = _target(request)
         req_h = request.headers
         from_peer = False
-        if PEER_HEADER in req_h and self.fetcher.upstream.peered:
-            if request.remote in self.fetcher.upstream.member_hosts:
+        members = self.fetcher.upstream.member_hosts  # empty unless peered: one test per hit
+        if members and PEER_HEADER in req_h:
+            if request.remote in members:
                 from_peer = True  # a peer's fill of an object this node owns
             else:  # a client's own mark is not trusted: it is dropped here
                 request = request.clone(headers=_without(req_h, PEER_HEADER))

@@ -174,6 +174,7 @@ class UpstreamPool:
         self.sibling_url = ""  # this worker, as its siblings name it
         self._members: frozenset[str] = frozenset()  # peers and siblings
         self.member_hosts: frozenset[str] = frozenset()  # their addresses: whose mark counts
+        # (empty: this node routes to no owner, and a peer's mark means nothing here)
         self.reroute(parents, fallback)
         self._session: aiohttp.ClientSession | None = None  # pooled keep-alive connections
         self._fresh: aiohttp.ClientSession | None = None  # a new connection per request
@@ -210,20 +211,11 @@ class UpstreamPool:
 
     def owner(self, key: str) -> str:
         """The machine that owns ``key`` (``self_url`` when it is this one)."""
-        if not self.peers:
-            return self.self_url
-        return rendezvous_order([self.self_url, *self.peers], key)[0]
+        return _owner(self.self_url, self.peers, key)
 
     def sibling_owner(self, key: str) -> str:
         """The worker of this machine that owns ``key`` (``sibling_url``: this one)."""
-        if not self.siblings:
-            return self.sibling_url
-        return rendezvous_order([self.sibling_url, *self.siblings], key)[0]
-
-    @property
-    def peered(self) -> bool:
-        """Does this node route to owners at all (a peer's request may come in)?"""
-        return bool(self.peers or self.siblings)
+        return _owner(self.sibling_url, self.siblings, key)
 
     def retune_breakers(self, breaker: Callable[[], CircuitBreaker]) -> None:
         """New breaker thresholds (a reload): new breakers are made by ``breaker``;
@@ -431,6 +423,11 @@ class UpstreamPool:
 
     def __repr__(self) -> str:
         return f"<UpstreamPool parents={self.parents} fallback={self.fallback or None}>"
+
+
+def _owner(me: str, others: Sequence[str], key: str) -> str:
+    """The member of ``me`` and ``others`` that owns ``key`` by rendezvous hashing."""
+    return rendezvous_order([me, *others], key)[0] if others else me
 
 
 def hop_of(mark: str | None) -> str:
