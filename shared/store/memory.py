@@ -40,10 +40,10 @@ Three policies, all with entries in LRU lists (``OrderedDict``, oldest first):
   as often). When neither recency bias pays in a sample (the window's hits per
   byte below the whole store's, and the gate closed), the climber leans one
   step toward frequency (``HillClimber.lean``): alone, it cannot tell a flat
-  landscape from a frequency-heavy one. A new window size is reached a bounded number of entries per
-  lookup (``_TRANSFER``): a growing window takes main's LRU end, a shrinking
-  one hands its LRU end to probation, without an admission test, and every
-  limit moves with the bytes moved. Per lookup: two counter increments and
+  landscape from a frequency-heavy one. A new window size is reached a bounded
+  number of entries per lookup (``_TRANSFER``): a growing window takes main's
+  LRU end, a shrinking one hands its LRU end to probation, without an admission
+  test, and every limit moves with the bytes moved. Per lookup: two counter increments and
   two compares more than tinylfu. ``loadtest/zipf.py`` measures it.
 
 ``resize`` takes a new budget (and policy) live: growing raises the limits;
@@ -482,13 +482,9 @@ class MemoryStore:
                     break
                 victims.append((seg, victim))
                 need -= seg.sizes[victim]
-        chance = False
-        if need <= 0 and not self._sketch.admit(key, [v for _, v in victims]):
-            chance = self._second_chance(key)
-            admit = chance
-        else:
-            admit = need <= 0
-        if not admit:
+        admit = need <= 0 and self._sketch.admit(key, [v for _, v in victims])
+        chance = need <= 0 and not admit and self._second_chance(key)
+        if not (admit or chance):
             del self._index[key]
             self._release(variants)
             self.rejected += 1
@@ -512,9 +508,12 @@ class MemoryStore:
         by one earn their first hit on probation less than ``_GATE`` times as often as
         entries the sketch admitted (both counts halved every sample, so a closed gate
         lets ``_GATE_MIN`` through again to look)."""
-        if self._climber is None or hash(key) not in self._ghosts:
-            return False
-        return self._chances_pay() and self._ghosts.pop(hash(key), False)
+        return (
+            self._climber is not None
+            and hash(key) in self._ghosts
+            and self._chances_pay()
+            and self._ghosts.pop(hash(key))
+        )
 
     def _chances_pay(self) -> bool:
         """Adaptive: do second chances earn probation hits ``_GATE`` times as often as
