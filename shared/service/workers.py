@@ -33,6 +33,7 @@ keeps them running, as nginx's master process does.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -66,6 +67,10 @@ _STEADY = 30.0  # seconds up after which a worker's back-off starts over
 _READY_SECONDS = 60.0  # every worker must answer its /healthz within this
 _STOP_SECONDS = 35.0  # a worker draining longer than this is killed
 _ADMIN_TIMEOUT = aiohttp.ClientTimeout(total=10)
+_SUMMED = (  # /stats counts that add up over the workers
+    *("objects", "bytes", "capacity_bytes", "evictions", "admitted", "rejected"),
+    *("fills_in_flight", "misses_in_flight"),
+)
 
 
 S = TypeVar("S", bound=CacheSettings)
@@ -130,14 +135,13 @@ class WorkerSet:
         host, port = settings.host, settings.port
         shared = handoff.inherited(host, port)  # tiercdn up bound it: every worker accepts on it
         if shared is not None:
+            shared.set_inheritable(True)  # (the ones bound here are already)
             sockets = [shared] * n
             port = int(shared.getsockname()[1])
         else:
             first = _listening(host, port, reuse_port=True)
             port = int(first.getsockname()[1])  # --port 0: the others take the same one
             sockets = [first, *(_listening(host, port, reuse_port=True) for _ in range(n - 1))]
-        for sock in sockets:
-            sock.set_inheritable(True)
         self.port = port
         self.workers = [Worker(i, sock, host, port) for i, sock in enumerate(sockets)]
         self.stopping = False
@@ -323,15 +327,12 @@ def _total_stats(name: str, per: list[dict[str, Any] | None]) -> dict[str, Any]:
     """The workers' ``/stats`` summed (hit ratio from the summed counts), and each one."""
     up = [p for p in per if p is not None]
     total: dict[str, Any] = {"name": name, "workers_up": len(up), "workers": per}
-    for key in ("objects", "bytes", "capacity_bytes", "evictions", "admitted", "rejected"):
+    for key in _SUMMED:
         total[key] = sum(p.get(key) or 0 for p in up)
-    for key in ("fills_in_flight", "misses_in_flight"):
-        total[key] = sum(p.get(key) or 0 for p in up)
-    requests: dict[str, int] = {}
+    requests: collections.Counter[str] = collections.Counter()
     for p in up:
-        for outcome, n in (p.get("requests") or {}).items():
-            requests[outcome] = requests.get(outcome, 0) + n
-    total["requests"] = requests
+        requests.update(p.get("requests") or {})  # (update keeps outcomes counted 0)
+    total["requests"] = dict(requests)
     lookups = sum(requests.get(o.value, 0) for o in LOOKUPS)
     hits = sum(requests.get(o.value, 0) for o in FROM_CACHE)
     total["hit_ratio"] = round(hits / lookups, 4) if lookups else None
