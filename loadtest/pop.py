@@ -82,7 +82,16 @@ import aiohttp
 
 from loadtest.accesslog import count_requests
 from loadtest.eventloop import run_loop
-from loadtest.hitpath import OBJECTS, LoadResult, Server, _start, _stop, python_load, wrk_load
+from loadtest.hitpath import (
+    OBJECTS,
+    LoadResult,
+    Server,
+    _f,
+    _start,
+    _stop,
+    python_load,
+    wrk_load,
+)
 from loadtest.livenginx import NginxNode, nginx_binary, nginx_config
 from loadtest.report import config_of, host_facts, write_summary
 from loadtest.stats import spread
@@ -321,10 +330,6 @@ def measure(
                     flush=True,
                 )
     return results
-
-
-def _f(x: float | None, fmt: str) -> str:
-    return "-" if x is None else format(x, fmt)
 
 
 def _med(xs: Sequence[float | None], digits: int) -> float | None:
